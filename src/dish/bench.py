@@ -1,0 +1,118 @@
+"""Benchmarks: ``python -m dish.bench ground_truth`` prints seconds per motif for three ways of training.
+
+(a) a plain PyTorch loop (nn.Linear layers, same init, batches, budget and per-epoch validation),
+(b) the Lightning single-motif job (`GroundTruthModule` with one motif, as `tasks/ground_truth.py` runs it),
+(c) population mode: 32 motifs in one batched `GroundTruthModule`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import logging
+import math
+import statistics
+import time
+from collections.abc import Callable
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dish.data import DigitsDataModule, InMemoryDataModule
+from dish.ground_truth import GroundTruthModule
+from dish.mlp import PopulationLinear, PopulationMLP
+from dish.motifs import SigmoidSlope
+
+
+def plain_loop(dm: InMemoryDataModule, slope: float, epochs: int, lr: float, seed: int) -> tuple[float, float]:
+    """Train one motif with a hand-written loop; returns the final validation loss and accuracy."""
+    reference = PopulationMLP(dm.input_dim, [100, 100], dm.num_classes, nn.Identity(), 2, seed)
+    layers: list[nn.Module] = []
+    for layer in reference.children():
+        if not isinstance(layer, PopulationLinear):
+            continue
+        linear = nn.Linear(*layer.weight.shape[1:])
+        with torch.no_grad():
+            linear.weight.copy_(layer.weight[0].T)
+            linear.bias.copy_(layer.bias[0, 0])
+        layers += [linear, SigmoidSlope.population([SigmoidSlope(slope)])]
+    net = nn.Sequential(*layers[:-1])
+    optimizer = torch.optim.SGD(net.parameters(), lr=lr)
+    batches = dm.train_dataloader()
+    val_loss = val_acc = math.nan
+    for epoch in range(epochs):
+        batches.sampler.set_epoch(epoch)
+        for x, y in next(iter(batches)).minibatches():
+            loss = F.cross_entropy(net(x), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        with torch.no_grad():
+            logits = net(dm.x_val)
+            val_loss = float(F.cross_entropy(logits, dm.y_val))
+            val_acc = float((logits.argmax(1) == dm.y_val).float().mean())
+    return val_loss, val_acc
+
+
+def lightning_fit(dm: InMemoryDataModule, slopes: list[float], epochs: int, lr: float, seed: int) -> list[float]:
+    """Train `slopes` as one `GroundTruthModule` under a Trainer set up like the job's; final val losses."""
+    module = GroundTruthModule([SigmoidSlope(s) for s in slopes], dm.input_dim, dm.num_classes, [100, 100],
+                               functools.partial(torch.optim.SGD, lr=lr), seed=seed)
+    trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=False, num_sanity_val_steps=0,
+                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(module, datamodule=dm)
+    return [row["val_loss"] for row in module.results()]
+
+
+def bench_ground_truth(epochs: int, population: int, repeats: int, lr: float = 0.1, seed: int = 0) -> dict:
+    """Seconds per motif of (a), (b), (c), run in interleaved rounds; min (timeit's estimate) and median."""
+    torch.set_flush_denormal(True)
+    dm = DigitsDataModule(seed=seed)
+    dm.setup()
+    slope = 10.0
+    grid = torch.logspace(-2, 3, population).tolist()
+    runs: dict[str, Callable[[], object]] = {
+        "a_plain_pytorch": lambda: plain_loop(dm, slope, epochs, lr, seed),
+        "b_lightning_single": lambda: lightning_fit(dm, [slope], epochs, lr, seed),
+        f"c_population{population}": lambda: lightning_fit(dm, grid, epochs, lr, seed),
+    }
+    per_motif = {"a_plain_pytorch": 1, "b_lightning_single": 1, f"c_population{population}": population}
+    seconds: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            seconds[name].append((time.perf_counter() - start) / per_motif[name])
+    figures: dict[str, object] = {"data": "digits", "epochs": epochs, "threads": torch.get_num_threads(),
+                                  "repeats": repeats}
+    for stat in (min, statistics.median):
+        a, b, c = (stat(values) for values in seconds.values())
+        figures[stat.__name__] = {"s_per_motif": dict(zip(runs, (a, b, c), strict=True)),
+                                  "b_over_a": b / a, "b_over_c": b / c}
+    plain_loss = plain_loop(dm, slope, epochs, lr, seed)[0]
+    figures["val_loss_plain_minus_lightning"] = plain_loss - lightning_fit(dm, [slope], epochs, lr, seed)[0]
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m dish.bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("what", choices=["ground_truth"])
+    parser.add_argument("--epochs", type=int, default=50)
+    parser.add_argument("--population", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--json", help="also write the figures to this JSON file")
+    args = parser.parse_args()
+    logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
+    figures = bench_ground_truth(args.epochs, args.population, args.repeats)
+    print(json.dumps(figures, indent=2))
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(figures, handle, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,50 @@
+"""Where a result came from: the hash of the config that defines it, the code version and commit."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import subprocess
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+import dish
+
+
+def config_hash(cfg: DictConfig, sections: Iterable[str], ignore: Iterable[str] = ()) -> str:
+    """Short stable hash of the resolved config `sections` (dotted paths), leaving out the `ignore`d keys.
+
+    Ignored keys are never resolved, so they may point anywhere (e.g. at ``hydra:`` run-time values).
+    """
+    spec = {section: _resolved(OmegaConf.select(cfg, section), section, set(ignore)) for section in sections}
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def _resolved(node: Any, path: str, ignored: set[str]) -> Any:
+    if isinstance(node, DictConfig):
+        return {key: _resolved(node[key], f"{path}.{key}", ignored) for key in node if f"{path}.{key}" not in ignored}
+    if isinstance(node, ListConfig):
+        return OmegaConf.to_container(node, resolve=True)
+    return node
+
+
+@functools.cache
+def git_commit() -> str:
+    """The commit of the dish source tree (``-dirty`` when it has local changes), or ``unknown``."""
+    source = Path(dish.__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=source, capture_output=True, text=True,
+                                check=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=source,
+                               capture_output=True, text=True, check=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{commit}-dirty" if dirty else commit
+
+
+def version() -> str:
+    return dish.__version__

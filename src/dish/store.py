@@ -1,0 +1,126 @@
+"""The ground-truth store: one CSV table per task, appended atomically by any number of processes."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import os
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+
+from dish.errors import ConfigError, StoreError
+from dish.motifs import Motif
+
+SCORE_COLUMNS = ("val_loss", "val_acc")
+
+
+class GroundTruthStore:
+    """A CSV table of ground-truth results keyed by (motif key, config hash).
+
+    Writers take an exclusive file lock, re-read the table, and replace it through a temporary file and an
+    atomic rename: readers always see a complete table, concurrent writers lose no row, and a killed writer
+    leaves no partial row. A table the user brings (e.g. just ``slope,val_acc``) is read as well; its rows
+    carry no config hash, so they never stand in for a run of this project.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], motif_type: type[Motif]) -> None:
+        self.path = Path(path)
+        self.motif_type = motif_type
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Hold the table's exclusive lock; any OS error on the way becomes a `StoreError` naming the file."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with FileLock(f"{self.path}.lock"):
+                yield
+        except OSError as exc:
+            raise StoreError(f"store {self.path}: cannot be written ({exc})") from None
+
+    def read(self) -> list[dict[str, str]]:
+        """All rows, as strings; an absent file is an empty table."""
+        if self.path.is_dir():
+            raise StoreError(f"store {self.path}: is a directory, expected a CSV file")
+        if not self.path.exists():
+            return []
+        try:
+            with self.path.open(newline="", encoding="utf-8") as handle:
+                reader = csv.DictReader(handle)
+                rows = list(reader)
+                columns = reader.fieldnames or []
+        except (OSError, UnicodeDecodeError, csv.Error) as exc:
+            raise StoreError(f"store {self.path}: cannot be read as CSV ({exc})") from None
+        self._check_columns(columns)
+        return rows
+
+    def _check_columns(self, columns: list[str]) -> None:
+        missing = [name for name in self.motif_type.field_names() if name not in columns]
+        if missing or not any(score in columns for score in SCORE_COLUMNS):
+            raise StoreError(
+                f"store {self.path}: columns {columns} lack {missing or 'a score column'}; a "
+                f"{self.motif_type.kind} table needs {self.motif_type.field_names()} and one of {list(SCORE_COLUMNS)}")
+
+    def check_writable(self) -> None:
+        """Fail now, not after training, if the table cannot be created or replaced."""
+        with self._locked():
+            pass
+        if not os.access(self.path.parent, os.W_OK):
+            raise StoreError(f"store {self.path}: directory {self.path.parent} is not writable")
+
+    def motif_key(self, row: Mapping[str, str]) -> str:
+        """The motif key of a stored row (rebuilt from the motif's columns where the key column is absent)."""
+        if row.get("motif_key"):
+            return row["motif_key"]
+        try:
+            return self.motif_type.decode(row).key
+        except ConfigError as exc:
+            raise StoreError(f"store {self.path}: bad motif in row {dict(row)}: {exc}") from None
+
+    def finished_keys(self, config_hash: str) -> set[str]:
+        """Keys of the motifs that already have a row made under `config_hash`."""
+        return {self.motif_key(row) for row in self.read() if row.get("config_hash") == config_hash}
+
+    def append(self, rows: Iterable[Mapping[str, Any]], replace: bool = False) -> int:
+        """Add `rows` (each with ``motif_key`` and ``config_hash``); returns how many were written.
+
+        A row whose (motif_key, config_hash) is already stored is dropped, or replaces the stored one when
+        `replace` is set: a motif is never stored twice under one config.
+        """
+        unique = {(row["motif_key"], row["config_hash"]): row for row in rows}  # the last of duplicates wins
+        new_rows = [{key: _cell(value) for key, value in row.items()} for row in unique.values()]
+        with self._locked():
+            existing = self.read()
+            stored = {(self.motif_key(row), row.get("config_hash", "")) for row in existing}
+            incoming = {(row["motif_key"], row["config_hash"]) for row in new_rows}
+            if replace:
+                existing = [row for row in existing
+                            if (self.motif_key(row), row.get("config_hash", "")) not in incoming]
+            else:
+                new_rows = [row for row in new_rows if (row["motif_key"], row["config_hash"]) not in stored]
+            if new_rows:
+                self._write(existing + new_rows)
+        return len(new_rows)
+
+    def _write(self, rows: list[dict[str, str]]) -> None:
+        columns = list(dict.fromkeys(column for row in rows for column in row))
+        fd, temporary = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", newline="", encoding="utf-8") as handle:
+                writer = csv.DictWriter(handle, fieldnames=columns, restval="")
+                writer.writeheader()
+                writer.writerows(rows)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.chmod(temporary, self.path.stat().st_mode if self.path.exists() else 0o644)
+            os.replace(temporary, self.path)
+        finally:
+            if os.path.exists(temporary):
+                os.unlink(temporary)
+
+
+def _cell(value: Any) -> str:
+    return "" if value is None else str(value)
