@@ -88,7 +88,7 @@ class GroundTruthModule(pl.LightningModule):
         self.val_loss_history.append(val_loss.cpu())
         self.val_acc_history.append(val_acc.cpu())
         self._log_epoch({"train/loss": train_loss, "val/loss": val_loss.cpu(), "val/acc": val_acc.cpu()})
-        if all(epoch >= 0 for epoch in self.failed_epoch):
+        if all(failed >= 0 for failed in self.failed_epoch):
             self.trainer.should_stop = True
 
     @torch.no_grad()
