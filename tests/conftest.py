@@ -15,7 +15,7 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-TASK = REPO / "tasks" / "ground_truth.py"
+TASKS = REPO / "tasks"
 
 # Environment variables that would let the caller's shell (or a .env) redirect what a task reads or writes.
 _SCRUBBED_PREFIXES = ("WANDB_", "HYDRA_")
@@ -39,16 +39,16 @@ def task_env(home: Path) -> dict[str, str]:
     return env
 
 
-def run_task_process(overrides: list[str], home: Path,
-                     timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    """Run ``python tasks/ground_truth.py *overrides`` from the repository root and wait for it."""
-    return subprocess.run([sys.executable, str(TASK), *overrides], cwd=REPO, env=task_env(home),
+def run_task_process(overrides: list[str], home: Path, timeout: float = 300,
+                     task: str = "ground_truth") -> subprocess.CompletedProcess[str]:
+    """Run ``python tasks/<task>.py *overrides`` from the repository root and wait for it."""
+    return subprocess.run([sys.executable, str(TASKS / f"{task}.py"), *overrides], cwd=REPO, env=task_env(home),
                           capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def start_task_process(overrides: list[str], home: Path) -> subprocess.Popen[str]:
     """Start the task like `run_task_process` without waiting (for cheap runs that may overlap)."""
-    return subprocess.Popen([sys.executable, str(TASK), *overrides], cwd=REPO, env=task_env(home),
+    return subprocess.Popen([sys.executable, str(TASKS / "ground_truth.py"), *overrides], cwd=REPO, env=task_env(home),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -99,6 +99,16 @@ def run_task(task_home: Path) -> Callable[..., subprocess.CompletedProcess[str]]
 
     def run(*overrides: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         return run_task_process(list(overrides), task_home, timeout)
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def run_compare(task_home: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """``run_compare(*overrides)`` runs the comparison task in a subprocess; returns the CompletedProcess."""
+
+    def run(*overrides: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        return run_task_process(list(overrides), task_home, timeout, task="compare")
 
     return run
 

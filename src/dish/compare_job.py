@@ -1,0 +1,137 @@
+"""The comparison: fit every predictor on the same training motifs, score the held-out ones, report."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.loggers import Logger, WandbLogger
+
+from dish.errors import ConfigError
+from dish.gt_table import GroundTruthTable, load_table, split_table
+from dish.motifs import Motif, motif_class
+from dish.petri_dish import DishPredictor
+from dish.plots import plot_comparison
+from dish.ranking import ranking_metrics
+from dish.runtime import configure_torch, finish_logger, make_logger
+from dish.surrogates import SURROGATES
+
+log = logging.getLogger(__name__)
+REPORTED = ("spearman", "kendall", "pearson", "zmse", "precision_at_k", "regret")
+
+
+class Predictor(Protocol):
+    name: str
+
+    def fit(self, motifs: list[Motif], scores: np.ndarray) -> None: ...
+
+    def predict(self, motifs: list[Motif]) -> np.ndarray: ...
+
+
+def make_predictor(name: str, cfg: DictConfig, motif_type: type[Motif], output_dir: Path) -> Predictor:
+    """The predictor called `name`, configured from ``cfg.dish`` or ``cfg.surrogates.<name>``."""
+    if name == "dish":
+        options = OmegaConf.to_container(cfg.dish, resolve=True)
+        return DishPredictor(motif_type, checkpoint_dir=str(output_dir / "dish"), seed=cfg.seed, **options)
+    if name in SURROGATES:
+        options = OmegaConf.to_container(cfg.surrogates[name], resolve=True) if name in cfg.surrogates else {}
+        return SURROGATES[name](seed=cfg.seed, **options)
+    raise ConfigError("predictors", f"unknown predictor {name!r}", accepted=["dish", *SURROGATES])
+
+
+def evaluate_predictor(predictor: Predictor, train: GroundTruthTable, heldout: GroundTruthTable,
+                       k: int) -> dict[str, Any]:
+    """Fit on `train`, score `heldout`: the ranking metrics plus the predicted best motif and timings."""
+    start = time.perf_counter()
+    predictor.fit(train.motifs, train.scores)
+    fit_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    predicted = predictor.predict(heldout.motifs)
+    predict_seconds = time.perf_counter() - start
+    metrics = ranking_metrics(predicted, heldout.scores, k=k)
+    entry: dict[str, Any] = {name: float(metrics[name]) for name in REPORTED}
+    entry["best_motif"] = heldout.motifs[int(metrics["best_index"])].encode()
+    entry["fit_seconds"] = fit_seconds
+    entry["predict_seconds_per_motif"] = predict_seconds / len(heldout)
+    if isinstance(predictor, DishPredictor) and predictor.dish is not None and predictor.last is not None:
+        # A diverged inner loop can still rank motifs "well": such correlations are not results.
+        entry["max_dish_loss"] = predictor.dish.max_dish_loss
+        entry["diverged"] = bool(predictor.last.diverged.any())
+        entry["diverged_outer_steps"] = predictor.dish.diverged_steps
+        if entry["diverged"]:
+            log.warning("the dish diverged on held-out motifs (max loss %.3g): its numbers are not results",
+                        predictor.dish.max_dish_loss)
+    return entry
+
+
+def run_compare(cfg: DictConfig) -> dict[str, Any]:
+    """Run the comparison of ``cfg.predictors``; write comparison.json and comparison.png in the run dir."""
+    configure_torch(cfg.seed, cfg.threads)
+    output_dir = Path(cfg.paths.output_dir)
+    motif_type = motif_class(cfg.gt.motif)
+    table = load_table(cfg.gt.path, motif_type, cfg.gt.score)
+    split = OmegaConf.to_container(cfg.split, resolve=True)
+    train, heldout = split_table(table, seed=cfg.seed, **split)
+    predictors = {name: make_predictor(name, cfg, motif_type, output_dir) for name in cfg.predictors}
+    report: dict[str, Any] = {"n_train": len(train), "n_heldout": len(heldout), "split": split,
+                              "gt": {"path": str(cfg.gt.path), "score": cfg.gt.score}, "seed": cfg.seed,
+                              "predictors": {}}
+    curves = {}
+    logger = make_logger(cfg)
+    failed = True
+    try:
+        for name, predictor in predictors.items():
+            report["predictors"][name] = evaluate_predictor(predictor, train, heldout, cfg.metrics.k)
+            curves[name] = predictor.predict(table.motifs)
+        _write_json(output_dir / "comparison.json", report)
+        plot_comparison(table, train, curves, cfg.gt.score, output_dir / "comparison.png")
+        _log(logger, report, table, train, curves)
+        failed = False
+    finally:
+        finish_logger(logger, failed)
+    log.info("held-out ranking of %d motifs (trained on %d)\n%s", len(heldout), len(train), _table(report))
+    return report
+
+
+def _write_json(path: Path, report: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(fd, "w") as handle:
+        json.dump(report, handle, indent=2)
+    os.replace(temporary, path)
+
+
+def _log(logger: Logger | None, report: dict[str, Any], table: GroundTruthTable, train: GroundTruthTable,
+         curves: dict[str, np.ndarray]) -> None:
+    if logger is None:
+        return
+    logger.log_metrics({f"{name}/{metric}": value for name, entry in report["predictors"].items()
+                        for metric, value in entry.items() if isinstance(value, float)})
+    if not isinstance(logger, WandbLogger):
+        return
+    import wandb
+
+    trained = {motif.key for motif in train.motifs}
+    columns = ["motif", *table.motifs[0].encode(), "true", *curves, "train"]
+    rows = [[motif.key, *motif.encode().values(), float(table.scores[i]),
+             *(float(curve[i]) for curve in curves.values()), motif.key in trained]
+            for i, motif in enumerate(table.motifs)]
+    predictions = wandb.Table(columns=columns, data=rows)
+    plots = {f"predicted_vs_true/{name}": wandb.plot.scatter(predictions, "true", name, title=f"{name} vs true")
+             for name in curves}
+    logger.experiment.log({"predictions": predictions, **plots,
+                           "comparison": wandb.Image(str(Path(logger.save_dir) / "comparison.png"))})
+
+
+def _table(report: dict[str, Any]) -> str:
+    lines = [f"{'predictor':<14}" + "".join(f"{m:>16}" for m in (*REPORTED, "fit_seconds"))]
+    for name, entry in report["predictors"].items():
+        lines.append(f"{name:<14}" + "".join(f"{entry[m]:>16.4f}" for m in (*REPORTED, "fit_seconds")))
+    return "\n".join(lines)

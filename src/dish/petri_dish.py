@@ -1,0 +1,197 @@
+"""The Synthetic Petri Dish: learned synthetic data on which tiny motif-networks are trained to rank motifs.
+
+Bilevel training. Inner loop: every motif instantiates the same tiny motif-network (one shared, seeded
+initialisation), trains it for K differentiable SGD steps on the synthetic training samples, and is scored by
+its loss on the synthetic validation samples. Outer loop: the MSE between the z-scored (negated) dish
+validation losses and the z-scored ground-truth scores of the same motifs, back-propagated through the unrolled
+inner loop into the synthetic samples. All motifs of a batch run at once: weights carry a leading motif dim.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import ModelCheckpoint
+from torch import Tensor, nn
+
+from dish.motifs import Motif
+
+Params = list[Tensor]
+
+
+@dataclass(frozen=True)
+class DishScores:
+    """What a dish says of some motifs: scores (higher = better), their ranking and the raw dish losses."""
+
+    scores: np.ndarray
+    ranking: np.ndarray
+    losses: np.ndarray
+    diverged: np.ndarray
+
+
+class MotifTable:
+    """A training table as the dish's data: one item per epoch, every motif with its ground-truth score."""
+
+    def __init__(self, motifs: Sequence[Motif], scores: np.ndarray) -> None:
+        self.motifs = list(motifs)
+        self.scores = torch.as_tensor(np.asarray(scores, dtype=np.float64), dtype=torch.float32)
+
+    def __len__(self) -> int:
+        return 1
+
+    def __iter__(self) -> Iterator[Tensor]:
+        yield self.scores
+
+
+def balanced_targets(num_samples: int, outputs: int, generator: torch.Generator) -> Tensor:
+    """0/1 targets, half of each column ones, in a seeded random order."""
+    columns = [torch.randperm(num_samples, generator=generator) % 2 for _ in range(outputs)]
+    return torch.stack(columns, 1).float()
+
+
+def zscore(values: Tensor) -> Tensor:
+    """Standardise across the batch (population std); a constant batch maps to zeros."""
+    centred = values - values.mean()
+    return centred / centred.std(correction=0).clamp_min(1e-8)
+
+
+class PetriDish(pl.LightningModule):
+    """A Petri dish for one motif kind; `training_step` runs the inner loop and returns the outer MSE.
+
+    Motif-network: ``sizes[0] -> sizes[1] -> ... -> sizes[-1]`` with the motif's activation after every hidden
+    layer, and after the output layer too when `output_activation` (the authors' ``[10, 1, 1, 10]``);
+    otherwise the read-out is linear. Synthetic inputs (training and validation) are learned; targets are fixed,
+    balanced 0/1 (learned too with `learn_targets`).
+    """
+
+    def __init__(self, motif_type: type[Motif], train_motifs: Sequence[Motif], sizes: Sequence[int] = (2, 1, 1, 1),
+                 output_activation: bool = False, num_samples: int = 20, inner_steps: int = 30,
+                 inner_lr: float = 0.5, outer_lr: float = 0.1, lr_decay: float = 1.0,
+                 learn_targets: bool = False, divergence_factor: float = 10.0, seed: int = 0) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["motif_type", "train_motifs"])
+        self.motif_type = motif_type
+        self.train_activation = motif_type.population(train_motifs)
+        generator = torch.Generator().manual_seed(seed)
+        self.x_train = nn.Parameter(torch.randn(num_samples, sizes[0], generator=generator))
+        self.x_val = nn.Parameter(torch.randn(num_samples, sizes[0], generator=generator))
+        self.y_train = nn.Parameter(balanced_targets(num_samples, sizes[-1], generator), requires_grad=learn_targets)
+        self.y_val = nn.Parameter(balanced_targets(num_samples, sizes[-1], generator), requires_grad=learn_targets)
+        for index, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes)):
+            bound = 1 / math.sqrt(fan_in)
+            self.register_buffer(f"w{index}", (torch.rand(fan_in, fan_out, generator=generator) * 2 - 1) * bound)
+            self.register_buffer(f"b{index}", (torch.rand(1, fan_out, generator=generator) * 2 - 1) * bound)
+        self.num_layers = len(sizes) - 1
+        # MSE of always answering 0.5 on balanced 0/1 targets; far above it means the inner loop blew up.
+        self.chance_loss = 0.25
+        self.max_dish_loss = 0.0
+        self.diverged_steps = 0
+
+    def initial_params(self, population: int) -> Params:
+        """The shared initialisation, one copy per motif (expanded views, no memory per motif)."""
+        params = []
+        for index in range(self.num_layers):
+            for name in (f"w{index}", f"b{index}"):
+                tensor: Tensor = getattr(self, name)
+                params.append(tensor.expand(population, *tensor.shape))
+        return params
+
+    def motif_network(self, params: Params, x: Tensor, activation: nn.Module) -> Tensor:
+        """Outputs (P, samples, out) of every motif's network on shared inputs x (samples, in)."""
+        h = x.expand(len(params[0]), *x.shape)
+        for index in range(self.num_layers):
+            h = torch.baddbmm(params[2 * index + 1], h, params[2 * index])
+            if index < self.num_layers - 1 or self.hparams.output_activation:
+                h = activation(h)
+        return h
+
+    def member_mse(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        return (outputs - targets).pow(2).mean((1, 2))
+
+    def dish_losses(self, activation: nn.Module, population: int, create_graph: bool) -> Tensor:
+        """Validation loss of every motif's network after the inner loop; (P,)."""
+        with torch.enable_grad():
+            params = [p.clone().requires_grad_() for p in self.initial_params(population)]
+            for _ in range(self.hparams.inner_steps):
+                loss = self.member_mse(self.motif_network(params, self.x_train, activation), self.y_train).sum()
+                grads = torch.autograd.grad(loss, params, create_graph=create_graph)
+                params = [p - self.hparams.inner_lr * g for p, g in zip(params, grads, strict=True)]
+        return self.member_mse(self.motif_network(params, self.x_val, activation), self.y_val)
+
+    def diverged(self, losses: Tensor) -> Tensor:
+        """Members whose inner loop blew up: non-finite loss or far above the synthetic task's chance level."""
+        return ~torch.isfinite(losses) | (losses > self.hparams.divergence_factor * self.chance_loss)
+
+    def training_step(self, scores: Tensor, batch_idx: int) -> Tensor | None:
+        losses = self.dish_losses(self.train_activation, len(scores), create_graph=True)
+        self._note_losses(losses)
+        if self.diverged(losses).any():
+            self.diverged_steps += 1
+            self.log("train/diverged_steps", float(self.diverged_steps))
+            return None
+        outer = torch.nn.functional.mse_loss(zscore(-losses), zscore(scores))
+        self.log("train/outer_loss", outer, prog_bar=True)
+        return outer
+
+    def _note_losses(self, losses: Tensor) -> None:
+        worst = float(losses.detach().max()) if bool(torch.isfinite(losses).all()) else math.inf
+        self.max_dish_loss = max(self.max_dish_loss, worst)
+
+    def configure_optimizers(self) -> dict:
+        optimizer = torch.optim.Adam([p for p in self.parameters() if p.requires_grad], lr=self.hparams.outer_lr)
+        scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=self.hparams.lr_decay)
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}
+
+    def score(self, motifs: Sequence[Motif]) -> DishScores:
+        """Score any motifs in one batched call (higher = better) and rank them (best first)."""
+        with torch.no_grad():
+            losses = self.dish_losses(self.motif_type.population(motifs).to(self.device), len(motifs),
+                                      create_graph=False)
+        self._note_losses(losses)
+        scores = (-losses).cpu().double().numpy()
+        return DishScores(scores, np.argsort(-scores, kind="stable"), losses.cpu().double().numpy(),
+                          self.diverged(losses).cpu().numpy())
+
+
+class DishPredictor:
+    """Fit a `PetriDish` on scored motifs with a Lightning Trainer and score new motifs with it.
+
+    The same interface as the surrogates (`fit`, `predict`, `name`). The outer step with the lowest outer loss
+    is kept (Lightning's `ModelCheckpoint`) and restored after training.
+    """
+
+    name = "dish"
+
+    def __init__(self, motif_type: type[Motif], steps: int = 200, gradient_clip_val: float = 1.0,
+                 checkpoint_dir: str | None = None, seed: int = 0, **dish_options: object) -> None:
+        self.motif_type, self.steps, self.gradient_clip_val = motif_type, steps, gradient_clip_val
+        self.checkpoint_dir, self.seed, self.dish_options = checkpoint_dir, seed, dish_options
+        self.dish: PetriDish | None = None
+        self.last: DishScores | None = None
+
+    def fit(self, motifs: Sequence[Motif], scores: np.ndarray) -> None:
+        pl.seed_everything(self.seed, verbose=False)
+        self.dish = PetriDish(self.motif_type, motifs, seed=self.seed, **self.dish_options)  # type: ignore[arg-type]
+        with tempfile.TemporaryDirectory() as scratch:
+            best = ModelCheckpoint(dirpath=self.checkpoint_dir or scratch, filename="dish-best",
+                                   monitor="train/outer_loss", mode="min", save_top_k=1, enable_version_counter=False)
+            trainer = pl.Trainer(max_epochs=self.steps, gradient_clip_val=self.gradient_clip_val, callbacks=[best],
+                                 logger=False, enable_progress_bar=False, enable_model_summary=False,
+                                 num_sanity_val_steps=0, accelerator="cpu", devices=1, default_root_dir=scratch)
+            trainer.fit(self.dish, MotifTable(motifs, scores))
+            if best.best_model_path:
+                state = torch.load(best.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
+                self.dish.load_state_dict(state)
+
+    def predict(self, motifs: Sequence[Motif]) -> np.ndarray:
+        if self.dish is None:
+            raise RuntimeError("fit the dish before predicting")
+        self.last = self.dish.score(motifs)
+        return self.last.scores

@@ -1,0 +1,86 @@
+"""The comparison task end to end: contract JSON, figure, W&B table, and bad selections."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from wandb_records import summarize
+
+SLOPES = np.logspace(-2, 2, 14)
+CONTRACT_KEYS = {"spearman", "kendall", "pearson", "zmse", "regret", "best_motif", "fit_seconds"}
+
+
+def write_u_table(path: Path) -> Path:
+    """A U in log-slope, lowest loss at slope 1; every other slope is flagged for training."""
+    lines = ["slope,val_loss,train"]
+    for index, slope in enumerate(SLOPES):
+        lines.append(f"{float(slope)!r},{float(np.log(slope) ** 2 + 0.1)!r},{1 - index % 2}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def comparison(tmp_path_factory, run_compare):
+    root = tmp_path_factory.mktemp("compare")
+    table = write_u_table(root / "u.csv")
+    run_dir = root / "run"
+    done = run_compare(f"gt.path={table}", "gt.score=val_loss", "split=flag", "split.column=train", "seed=0",
+                       "dish.steps=30", f"hydra.run.dir={run_dir}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads((run_dir / "comparison.json").read_text()), run_dir
+
+
+def test_comparison_json_follows_the_contract(comparison):
+    report, _ = comparison
+    assert (report["n_train"], report["n_heldout"]) == (7, 7)
+    assert set(report["predictors"]) == {"dish", "nn_surrogate", "gp", "quadratic"}
+    for name, entry in report["predictors"].items():
+        assert set(entry) >= CONTRACT_KEYS, name
+        assert set(entry["best_motif"]) == {"slope"}
+        assert -1 <= entry["spearman"] <= 1 and entry["fit_seconds"] > 0
+    # the table is an exact parabola in log-slope: the quadratic baseline must recover it
+    quadratic = report["predictors"]["quadratic"]
+    assert quadratic["spearman"] == pytest.approx(1.0, abs=1e-6)
+    assert quadratic["regret"] == pytest.approx(0.0, abs=1e-9)
+    dish = report["predictors"]["dish"]
+    assert math.isfinite(dish["max_dish_loss"]) and dish["max_dish_loss"] < 10 * 0.25
+    assert dish["diverged"] is False
+
+
+def test_comparison_draws_the_figure(comparison):
+    _, run_dir = comparison
+    figure = run_dir / "comparison.png"
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert figure.stat().st_size > 10_000
+
+
+def test_comparison_logs_a_wandb_table_offline(comparison):
+    report, run_dir = comparison
+    (run_file,) = run_dir.glob("wandb/offline-run-*/run-*.wandb")
+    logged = summarize(run_file)
+    row = next(row for row in logged["history"] if "predictions/_type" in row)
+    assert row["predictions/_type"] == "table-file" and row["predictions/nrows"] == len(SLOPES)
+    assert any(key.startswith("predicted_vs_true/quadratic") for key in row)  # one scatter plot per predictor
+    assert row["comparison/_type"] == "image-file"
+    numbers = {key: value for row in logged["history"] for key, value in row.items()}
+    assert numbers["quadratic/spearman"] == pytest.approx(report["predictors"]["quadratic"]["spearman"])
+    assert logged["run"]["job_type"] == "compare"
+
+
+@pytest.mark.parametrize(("overrides", "field"), [
+    (["split=random", "split.n=2"], "split"),
+    (["split=flag", "split.column=nope"], "split.column"),
+    (["split=range", "split.slope_min=1e-6"], "split"),
+    (["split=random", "gt.score=accuracy"], "gt.score"),
+], ids=["too-few", "unknown-column", "empty-heldout", "unknown-score"])
+def test_bad_selection_is_one_line_error(tmp_path, run_compare, overrides, field):
+    table = write_u_table(tmp_path / "u.csv")
+    done = run_compare(f"gt.path={table}", "logger=none", f"hydra.run.dir={tmp_path / 'run'}", *overrides)
+    assert done.returncode == 2, done.stderr[-2000:]
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {field}"), lines
+    assert not (tmp_path / "run" / "comparison.json").exists()

@@ -1,0 +1,194 @@
+"""Ground-truth tables: loading stores and user CSVs, score orientation, splits and their errors."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dish.errors import ConfigError, StoreError
+from dish.gt_table import SCORE_ORIENTATION, GroundTruthTable, load_table, split_table
+from dish.motifs import SigmoidSlope
+
+
+def write_csv(path: Path, header: list[str], rows: list[list[object]]) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def slopes(table: GroundTruthTable) -> list[float]:
+    return [motif.slope for motif in table.motifs]
+
+
+def table_of(values: list[float], **extra: list[float]) -> GroundTruthTable:
+    """A table of these slopes scored by -log(slope)^2, with `extra` columns."""
+    motifs = [SigmoidSlope(value) for value in values]
+    return GroundTruthTable(motifs, -np.log(values) ** 2, {name: np.array(v) for name, v in extra.items()})
+
+
+GRID = [0.05, 0.1, 0.5, 1.0, 2.0, 4.0, 8.0, 50.0]
+
+
+def test_load_drops_failed_rows_sorts_by_slope_and_negates_losses(tmp_path):
+    path = write_csv(tmp_path / "gt.csv", ["slope", "val_loss", "status"],
+                     [[2.0, 0.5, "ok"], [0.5, 1.0, "ok"], [8.0, "", "failed"], [1.0, 0.25, ""]])
+    table = load_table(path, SigmoidSlope, "val_loss")
+    assert slopes(table) == [0.5, 1.0, 2.0]
+    assert table.scores.dtype == np.float64
+    np.testing.assert_array_equal(table.scores, [-1.0, -0.25, -0.5])
+    assert len(table) == 3
+
+
+@pytest.mark.parametrize("score", sorted(SCORE_ORIENTATION))
+def test_score_orientation(tmp_path, score):
+    path = write_csv(tmp_path / "gt.csv", ["slope", "val_loss", "val_acc", "best_val_loss", "best_val_acc"],
+                     [[1.0, 0.3, 0.9, 0.2, 0.95], [4.0, 0.1, 0.97, 0.05, 0.98]])
+    table = load_table(path, SigmoidSlope, score)
+    raw = {"val_loss": [0.3, 0.1], "val_acc": [0.9, 0.97], "best_val_loss": [0.2, 0.05], "best_val_acc": [0.95, 0.98]}
+    np.testing.assert_array_equal(table.scores, SCORE_ORIENTATION[score] * np.array(raw[score]))
+    assert table.scores.argmax() == 1  # slope 4 is better by every column
+
+
+def test_user_csv_with_slope_and_val_acc(tmp_path):
+    path = write_csv(tmp_path / "mine.csv", ["slope", "val_acc"], [[10, 0.9], [0.1, 0.1], [1, 0.5]])
+    table = load_table(path, SigmoidSlope, "val_acc")
+    assert slopes(table) == [0.1, 1.0, 10.0]
+    np.testing.assert_array_equal(table.scores, [0.1, 0.5, 0.9])
+    assert table.extra == {}
+
+
+def test_extra_keeps_numeric_columns_and_subset_follows(tmp_path):
+    path = write_csv(tmp_path / "gt.csv", ["motif_key", "slope", "val_loss", "train", "config_hash", "seed"],
+                     [["k", 2.0, 0.5, 1, "abc", 0], ["k", 0.5, 1.0, 0, "abc", 0], ["k", 1.0, 0.7, 1.0, "def", 3]])
+    table = load_table(path, SigmoidSlope, "val_loss")
+    assert sorted(table.extra) == ["seed", "train"]  # not the motif, the score or text columns
+    np.testing.assert_array_equal(table.extra["train"], [0, 1, 1])  # in slope order
+    part = table.subset([2, 0])
+    assert slopes(part) == [2.0, 0.5]
+    np.testing.assert_array_equal(part.scores, [-0.5, -1.0])
+    np.testing.assert_array_equal(part.extra["seed"], [0, 0])
+    np.testing.assert_array_equal(part.extra["train"], [1, 0])
+
+
+def test_duplicates_with_equal_scores_are_merged(tmp_path):
+    path = write_csv(tmp_path / "gt.csv", ["slope", "val_loss", "config_hash"],
+                     [[1.0, 0.5, "h1"], [2.0, 0.25, "h1"], [1.0, 0.5, "h2"]])
+    table = load_table(path, SigmoidSlope, "val_loss")
+    assert slopes(table) == [1.0, 2.0]
+
+
+def test_duplicates_with_different_scores_are_refused(tmp_path):
+    path = write_csv(tmp_path / "gt.csv", ["slope", "val_loss", "config_hash"],
+                     [[1.0, 0.5, "h1"], [2.0, 0.25, "h1"], [1.0, 0.7, "h2"]])
+    with pytest.raises(ConfigError) as error:
+        load_table(path, SigmoidSlope, "val_loss")
+    assert error.value.field == "gt.path"
+    assert str(path) in error.value.problem and "sigmoid_slope(slope=1.0)" in error.value.problem
+
+
+def test_unknown_score_name(tmp_path):
+    path = write_csv(tmp_path / "gt.csv", ["slope", "val_loss"], [[1.0, 0.5]])
+    with pytest.raises(ConfigError) as error:
+        load_table(path, SigmoidSlope, "accuracy")
+    assert error.value.field == "gt.score"
+    assert error.value.accepted == list(SCORE_ORIENTATION)
+
+
+def test_score_column_missing_from_file(tmp_path):
+    path = write_csv(tmp_path / "gt.csv", ["slope", "val_loss", "status"], [[1.0, 0.5, "ok"]])
+    with pytest.raises(ConfigError) as error:
+        load_table(path, SigmoidSlope, "val_acc")
+    assert error.value.field == "gt.score"
+    assert str(path) in error.value.problem
+    assert error.value.accepted == ["slope", "val_loss", "status"]
+
+
+@pytest.mark.parametrize("cell", ["", "n/a", "nan"])
+def test_row_without_numeric_score(tmp_path, cell):
+    path = write_csv(tmp_path / "gt.csv", ["slope", "val_loss"], [[1.0, 0.5], [2.0, cell]])
+    with pytest.raises(StoreError, match="val_loss") as error:
+        load_table(path, SigmoidSlope, "val_loss")
+    assert str(path) in str(error.value) and "sigmoid_slope(slope=2.0)" in str(error.value)
+
+
+def test_unreadable_stores(tmp_path):
+    with pytest.raises(StoreError, match="does not exist"):
+        load_table(tmp_path / "none.csv", SigmoidSlope, "val_loss")
+    no_slope = write_csv(tmp_path / "bad.csv", ["rate", "val_loss"], [[1.0, 0.5]])
+    with pytest.raises(StoreError, match=str(no_slope)):
+        load_table(no_slope, SigmoidSlope, "val_loss")
+    all_failed = write_csv(tmp_path / "failed.csv", ["slope", "val_loss", "status"], [[1.0, "", "failed"]])
+    with pytest.raises(StoreError, match="no successful rows"):
+        load_table(all_failed, SigmoidSlope, "val_loss")
+    bad_motif = write_csv(tmp_path / "negative.csv", ["slope", "val_loss"], [[-1.0, 0.5]])
+    with pytest.raises(StoreError, match="bad motif"):
+        load_table(bad_motif, SigmoidSlope, "val_loss")
+
+
+def test_table_lengths_must_agree():
+    with pytest.raises(ValueError, match="lengths"):
+        GroundTruthTable([SigmoidSlope(1.0)], np.array([1.0, 2.0]))
+
+
+def test_split_random():
+    table = table_of(GRID)
+    train, heldout = split_table(table, "random", n=5, seed=3)
+    expected = sorted(np.random.default_rng(3).choice(len(GRID), size=5, replace=False))
+    assert slopes(train) == [GRID[i] for i in expected]
+    assert sorted(slopes(train) + slopes(heldout)) == GRID
+    np.testing.assert_array_equal(train.scores, table.scores[expected])
+    assert slopes(split_table(table, "random", n=5, seed=3)[0]) == slopes(train)
+
+
+def test_split_range():
+    train, heldout = split_table(table_of(GRID), "range", slope_min=0.5, slope_max=4.0)
+    assert slopes(train) == [0.5, 1.0, 2.0, 4.0]
+    assert slopes(heldout) == [0.05, 0.1, 8.0, 50.0]
+    train, heldout = split_table(table_of(GRID), "range", slope_max=1.0)
+    assert slopes(train) == [0.05, 0.1, 0.5, 1.0]
+    train, heldout = split_table(table_of(GRID), "range", slope_min=2.0)
+    assert slopes(heldout) == [0.05, 0.1, 0.5, 1.0]
+
+
+def test_split_flag():
+    table = table_of(GRID, train=[0, 1, 0, 1, 1, 0, 2, 1])
+    train, heldout = split_table(table, "flag", column="train")
+    assert slopes(train) == [0.1, 1.0, 2.0, 50.0]
+    assert slopes(heldout) == [0.05, 0.5, 4.0, 8.0]
+    np.testing.assert_array_equal(heldout.extra["train"], [0, 0, 0, 2])
+
+
+def test_split_flag_from_a_loaded_file(tmp_path):
+    path = write_csv(tmp_path / "gt.csv", ["slope", "val_acc", "known"],
+                     [[s, 0.5, int(i % 2 == 0)] for i, s in enumerate(GRID)])
+    train, _ = split_table(load_table(path, SigmoidSlope, "val_acc"), "flag", column="known")
+    assert slopes(train) == GRID[::2]
+
+
+@pytest.mark.parametrize(("protocol", "options", "field", "words"), [
+    ("leave_one_out", {}, "split", "unknown protocol"),
+    ("random", {"n": 2}, "split", "selects 2 training motifs; at least 3"),
+    ("random", {"n": 8}, "split.n", "got 8"),
+    ("random", {}, "split.n", "got None"),
+    ("range", {"slope_min": 2.0, "slope_max": 4.0}, "split", "selects 2 training motifs"),
+    ("range", {"slope_min": 0.01}, "split", "leaves none held out"),
+    ("range", {"slope_min": 5.0, "slope_max": 1.0}, "split", "selects 0 training motifs"),
+    ("flag", {"column": "missing"}, "split.column", "'missing' is not a numeric column"),
+    ("flag", {}, "split.column", "None is not a numeric column"),
+    ("flag", {"column": "train"}, "split", "selects 1 training motifs"),
+])
+def test_split_errors(protocol, options, field, words):
+    table = table_of(GRID, train=[0, 0, 0, 1, 0, 0, 0, 0], seed=[0] * 8)
+    with pytest.raises(ConfigError) as error:
+        split_table(table, protocol, **options)
+    assert error.value.field == field
+    assert words in error.value.problem
+    if protocol == "leave_one_out":
+        assert error.value.accepted == ["random", "range", "flag"]
+    if field == "split.column":
+        assert error.value.accepted == ["seed", "train"]

@@ -1,0 +1,90 @@
+"""The Petri dish: differentiable inner loop, outer loss, ranking a made-up U, divergence detection."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from dish.motifs import SigmoidSlope
+from dish.petri_dish import DishPredictor, MotifTable, PetriDish, zscore
+from dish.ranking import ranking_metrics
+
+pytestmark = [
+    pytest.mark.usefixtures("flush_denormal"),
+    # some tests call training_step by hand, outside a Trainer, where Lightning says self.log goes nowhere
+    pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)` but the `self.trainer`"),
+]
+
+SLOPES = np.logspace(-1.5, 2, 15)
+
+
+def u_scores(slopes: np.ndarray) -> np.ndarray:
+    """A made-up U in log-slope: best at slope 2, worse on both sides (higher = better)."""
+    return -((np.log(slopes) - np.log(2.0)) ** 2)
+
+
+def test_zscore_hand_example():
+    assert torch.allclose(zscore(torch.tensor([1.0, 2.0, 3.0])), torch.tensor([-1.2247449, 0.0, 1.2247449]))
+    assert torch.equal(zscore(torch.tensor([5.0, 5.0])), torch.zeros(2))  # constant batch: no division by 0
+
+
+def test_outer_loss_is_mse_of_zscored_negated_losses():
+    dish = PetriDish(SigmoidSlope, [SigmoidSlope(s) for s in (0.5, 2.0, 8.0)], seed=0)
+    scores = torch.tensor([0.1, 0.3, 0.2])
+    losses = dish.dish_losses(dish.train_activation, 3, create_graph=False)
+    expected = torch.mean((zscore(-losses) - zscore(scores)) ** 2)
+    assert dish.training_step(scores, 0).item() == pytest.approx(expected.item(), rel=1e-5)
+    # perfectly ordered dish losses would give 0: the orientation is "lower dish loss = better motif"
+    assert torch.mean((zscore(-losses) - zscore(-losses)) ** 2).item() == 0
+
+
+def test_inner_loop_is_differentiable_into_the_synthetic_data():
+    motifs = [SigmoidSlope(s) for s in (0.3, 1.0, 3.0, 10.0)]
+    dish = PetriDish(SigmoidSlope, motifs, seed=0)
+    loss = dish.training_step(torch.tensor([0.0, 1.0, 2.0, 1.5]), 0)
+    loss.backward()
+    for name in ("x_train", "x_val"):
+        grad = getattr(dish, name).grad
+        assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0, name
+    assert dish.y_train.grad is None  # targets stay fixed unless learn_targets
+
+
+def test_one_batched_call_equals_one_call_per_motif():
+    motifs = [SigmoidSlope(s) for s in (0.3, 1.0, 3.0, 10.0)]
+    dish = PetriDish(SigmoidSlope, motifs, seed=0)
+    together = dish.score(motifs)
+    alone = np.array([dish.score([motif]).losses[0] for motif in motifs])
+    np.testing.assert_allclose(together.losses, alone, rtol=1e-5)
+    assert list(together.ranking) == list(np.argsort(together.losses))
+
+
+def test_fitted_dish_ranks_held_out_motifs_of_a_u():
+    train, heldout = SLOPES[::2], SLOPES[1::2]
+    predictor = DishPredictor(SigmoidSlope, steps=100, seed=0)
+    predictor.fit([SigmoidSlope(s) for s in train], u_scores(train))
+    predicted = predictor.predict([SigmoidSlope(s) for s in heldout])
+    rho = ranking_metrics(predicted, u_scores(heldout))["spearman"]
+    # 7 held-out motifs on both flanks of the U: any ranking monotone in slope scores +-0.21 here, so >= 0.75
+    # means the dish found the turn. Measured 0.786 with seed 0 (seeds 1 and 2 gave 0.757 and -0.04: the dish
+    # is not reliable on this table at 100 outer steps, which the README reports).
+    assert rho >= 0.75, rho
+    assert predictor.dish.max_dish_loss < 10 * 0.25  # bounded: the correlations are results
+
+
+def test_divergence_is_detected_and_reported():
+    motifs = [SigmoidSlope(s) for s in (1.0, 100.0)]
+    dish = PetriDish(SigmoidSlope, motifs, inner_lr=1e4, seed=0)
+    scored = dish.score(motifs)
+    assert scored.diverged.any()
+    assert dish.max_dish_loss > 10 * 0.25 or math.isinf(dish.max_dish_loss)
+    assert dish.training_step(torch.tensor([0.0, 1.0]), 0) is None  # no outer step from a blown-up inner loop
+    assert dish.diverged_steps == 1
+
+
+def test_motif_table_serves_the_whole_table_once_per_epoch():
+    table = MotifTable([SigmoidSlope(1.0), SigmoidSlope(2.0)], np.array([0.5, 0.25]))
+    (scores,) = list(table)
+    assert scores.tolist() == [0.5, 0.25]
