@@ -11,10 +11,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+from hydra import compose
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import Logger, WandbLogger
 
 from dish.errors import ConfigError
+from dish.ground_truth_job import run_ground_truth
 from dish.gt_table import GroundTruthTable, load_table, split_table
 from dish.motifs import Motif, motif_class
 from dish.petri_dish import DishPredictor
@@ -71,8 +73,17 @@ def evaluate_predictor(predictor: Predictor, train: GroundTruthTable, heldout: G
     return entry
 
 
+def build_ground_truth(cfg: DictConfig) -> None:
+    """With ``gt.build`` (overrides of tasks/ground_truth.py), first train what the table at ``gt.path`` lacks."""
+    if cfg.gt.get("build") is None:
+        return
+    overrides = [*cfg.gt.build, f"store.path={cfg.gt.path}"]
+    run_ground_truth(compose(config_name="ground_truth", overrides=overrides))
+
+
 def run_compare(cfg: DictConfig) -> dict[str, Any]:
     """Run the comparison of ``cfg.predictors``; write comparison.json and comparison.png in the run dir."""
+    build_ground_truth(cfg)
     configure_torch(cfg.seed, cfg.threads)
     output_dir = Path(cfg.paths.output_dir)
     motif_type = motif_class(cfg.gt.motif)
