@@ -93,7 +93,7 @@ def run_compare(cfg: DictConfig) -> dict[str, Any]:
     predictors = {name: make_predictor(name, cfg, motif_type, output_dir) for name in cfg.predictors}
     report: dict[str, Any] = {"n_train": len(train), "n_heldout": len(heldout), "split": split,
                               "gt": {"path": str(cfg.gt.path), "score": cfg.gt.score}, "seed": cfg.seed,
-                              "predictors": {}}
+                              "dish": OmegaConf.to_container(cfg.dish, resolve=True), "predictors": {}}
     curves = {}
     logger = make_logger(cfg)
     failed = True

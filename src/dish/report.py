@@ -24,6 +24,9 @@ def collect(directory: Path) -> list[dict[str, Any]]:
         split = report["split"]
         setting = ", ".join(f"{key}={value}" for key, value in split.items() if key != "protocol" and value is not None)
         for name, entry in report["predictors"].items():
+            if name == "dish" and "dish" in report:  # tell dish settings apart: sizes, inner steps and lr
+                dish = report["dish"]
+                name = f"dish{dish['sizes']}x{dish['inner_steps']}@{dish['inner_lr']}"
             rows.append({"predictor": name, "protocol": split["protocol"], "setting": setting,
                          "n_train": report["n_train"], "seed": report["seed"], "diverged": entry.get("diverged", False),
                          **{metric: entry[metric] for metric in METRICS}})
@@ -50,13 +53,14 @@ def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def format_table(table: list[dict[str, Any]]) -> str:
-    header = f"{'protocol':<9}{'setting':<26}{'n':>4} {'predictor':<13}{'runs':>5}" + "".join(
+    width = max(len(row["predictor"]) for row in table) + 2
+    header = f"{'protocol':<9}{'setting':<26}{'n':>4} {'predictor':<{width}}{'runs':>5}" + "".join(
         f"{metric:>20}" for metric in ("spearman", "kendall", "regret"))
     lines = [header]
     for row in table:
         cells = "".join(f"{row[f'{m}_mean']:>12.3f} ±{row[f'{m}_std']:<6.3f}"
                         for m in ("spearman", "kendall", "regret"))
-        lines.append(f"{row['protocol']:<9}{row['setting'][:25]:<26}{row['n_train']:>4} {row['predictor']:<13}"
+        lines.append(f"{row['protocol']:<9}{row['setting'][:25]:<26}{row['n_train']:>4} {row['predictor']:<{width}}"
                      f"{row['runs']:>5}{cells}")
     return "\n".join(lines)
 
