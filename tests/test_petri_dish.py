@@ -88,3 +88,16 @@ def test_motif_table_serves_the_whole_table_once_per_epoch():
     table = MotifTable([SigmoidSlope(1.0), SigmoidSlope(2.0)], np.array([0.5, 0.25]))
     (scores,) = list(table)
     assert scores.tolist() == [0.5, 0.25]
+
+
+def test_authors_inner_loop_adam_and_bce_is_differentiable_and_bounded():
+    motifs = [SigmoidSlope(s) for s in (0.3, 1.0, 3.0)]
+    dish = PetriDish(SigmoidSlope, motifs, sizes=(10, 1, 1, 10), num_samples=10, inner_optimizer="adam",
+                     loss="bce", init_scale=0.1, inner_lr=0.1, inner_steps=10, seed=0)
+    assert dish.chance_loss == pytest.approx(math.log(2))
+    loss = dish.training_step(torch.tensor([0.0, 1.0, 0.5]), 0)
+    loss.backward()
+    assert torch.isfinite(dish.x_train.grad).all() and dish.x_train.grad.abs().sum() > 0
+    scored = dish.score(motifs)
+    assert not scored.diverged.any()
+    assert (scored.losses < 10 * math.log(2)).all()

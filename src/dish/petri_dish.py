@@ -18,9 +18,11 @@ from dataclasses import dataclass
 import numpy as np
 import pytorch_lightning as pl
 import torch
+import torch.nn.functional as F
 from pytorch_lightning.callbacks import ModelCheckpoint
 from torch import Tensor, nn
 
+from dish.errors import ConfigError
 from dish.motifs import Motif
 
 Params = list[Tensor]
@@ -68,14 +70,20 @@ class PetriDish(pl.LightningModule):
     Motif-network: ``sizes[0] -> sizes[1] -> ... -> sizes[-1]`` with the motif's activation after every hidden
     layer, and after the output layer too when `output_activation` (the authors' ``[10, 1, 1, 10]``);
     otherwise the read-out is linear. Synthetic inputs (training and validation) are learned; targets are fixed,
-    balanced 0/1 (learned too with `learn_targets`).
+    balanced 0/1 (learned too with `learn_targets`). The inner loop is plain SGD on MSE by default; the authors'
+    code used Adam on binary cross-entropy (outputs as logits) from small Gaussian weights (`init_scale`).
     """
 
     def __init__(self, motif_type: type[Motif], train_motifs: Sequence[Motif], sizes: Sequence[int] = (2, 1, 1, 1),
                  output_activation: bool = False, num_samples: int = 20, inner_steps: int = 30,
                  inner_lr: float = 0.5, outer_lr: float = 0.1, lr_decay: float = 1.0,
-                 learn_targets: bool = False, divergence_factor: float = 10.0, seed: int = 0) -> None:
+                 learn_targets: bool = False, divergence_factor: float = 10.0, inner_optimizer: str = "sgd",
+                 loss: str = "mse", init_scale: float | None = None, seed: int = 0) -> None:
         super().__init__()
+        if inner_optimizer not in ("sgd", "adam"):
+            raise ConfigError("dish.inner_optimizer", f"unknown {inner_optimizer!r}", accepted=["sgd", "adam"])
+        if loss not in ("mse", "bce"):
+            raise ConfigError("dish.loss", f"unknown {loss!r}", accepted=["mse", "bce"])
         self.save_hyperparameters(ignore=["motif_type", "train_motifs"])
         self.motif_type = motif_type
         self.train_activation = motif_type.population(train_motifs)
@@ -85,12 +93,18 @@ class PetriDish(pl.LightningModule):
         self.y_train = nn.Parameter(balanced_targets(num_samples, sizes[-1], generator), requires_grad=learn_targets)
         self.y_val = nn.Parameter(balanced_targets(num_samples, sizes[-1], generator), requires_grad=learn_targets)
         for index, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes)):
-            bound = 1 / math.sqrt(fan_in)
-            self.register_buffer(f"w{index}", (torch.rand(fan_in, fan_out, generator=generator) * 2 - 1) * bound)
-            self.register_buffer(f"b{index}", (torch.rand(1, fan_out, generator=generator) * 2 - 1) * bound)
+            if init_scale is None:  # PyTorch's nn.Linear scheme
+                bound = 1 / math.sqrt(fan_in)
+                weight = (torch.rand(fan_in, fan_out, generator=generator) * 2 - 1) * bound
+                bias = (torch.rand(1, fan_out, generator=generator) * 2 - 1) * bound
+            else:  # the authors' scheme: small Gaussian weights
+                weight = torch.randn(fan_in, fan_out, generator=generator) * init_scale
+                bias = torch.randn(1, fan_out, generator=generator) * init_scale
+            self.register_buffer(f"w{index}", weight)
+            self.register_buffer(f"b{index}", bias)
         self.num_layers = len(sizes) - 1
-        # MSE of always answering 0.5 on balanced 0/1 targets; far above it means the inner loop blew up.
-        self.chance_loss = 0.25
+        # The loss of always answering 0.5 on balanced 0/1 targets; far above it means the inner loop blew up.
+        self.chance_loss = 0.25 if loss == "mse" else math.log(2)
         self.max_dish_loss = 0.0
         self.diverged_steps = 0
 
@@ -112,18 +126,30 @@ class PetriDish(pl.LightningModule):
                 h = activation(h)
         return h
 
-    def member_mse(self, outputs: Tensor, targets: Tensor) -> Tensor:
+    def member_loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        """Each member's mean loss: MSE, or binary cross-entropy with the outputs taken as logits."""
+        if self.hparams.loss == "bce":
+            targets = targets.expand_as(outputs)
+            return F.binary_cross_entropy_with_logits(outputs, targets, reduction="none").mean((1, 2))
         return (outputs - targets).pow(2).mean((1, 2))
 
     def dish_losses(self, activation: nn.Module, population: int, create_graph: bool) -> Tensor:
         """Validation loss of every motif's network after the inner loop; (P,)."""
+        lr = self.hparams.inner_lr
         with torch.enable_grad():
             params = [p.clone().requires_grad_() for p in self.initial_params(population)]
-            for _ in range(self.hparams.inner_steps):
-                loss = self.member_mse(self.motif_network(params, self.x_train, activation), self.y_train).sum()
+            first = [torch.zeros_like(p) for p in params]
+            second = [torch.zeros_like(p) for p in params]
+            for step in range(1, self.hparams.inner_steps + 1):
+                loss = self.member_loss(self.motif_network(params, self.x_train, activation), self.y_train).sum()
                 grads = torch.autograd.grad(loss, params, create_graph=create_graph)
-                params = [p - self.hparams.inner_lr * g for p, g in zip(params, grads, strict=True)]
-        return self.member_mse(self.motif_network(params, self.x_val, activation), self.y_val)
+                if self.hparams.inner_optimizer == "adam":  # differentiable Adam (0.9, 0.999), as the authors'
+                    first = [0.9 * m + 0.1 * g for m, g in zip(first, grads, strict=True)]
+                    second = [0.999 * v + 0.001 * g * g for v, g in zip(second, grads, strict=True)]
+                    grads = [(m / (1 - 0.9**step)) / ((v / (1 - 0.999**step) + 1e-16).sqrt() + 1e-8)
+                             for m, v in zip(first, second, strict=True)]
+                params = [p - lr * g for p, g in zip(params, grads, strict=True)]
+        return self.member_loss(self.motif_network(params, self.x_val, activation), self.y_val)
 
     def diverged(self, losses: Tensor) -> Tensor:
         """Members whose inner loop blew up: non-finite loss or far above the synthetic task's chance level."""
