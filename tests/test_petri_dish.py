@@ -85,7 +85,7 @@ def test_divergence_is_detected_and_reported():
 
 
 def test_motif_table_serves_the_whole_table_once_per_epoch():
-    table = MotifTable([SigmoidSlope(1.0), SigmoidSlope(2.0)], np.array([0.5, 0.25]))
+    table = MotifTable(np.array([0.5, 0.25]))
     (scores,) = list(table)
     assert scores.tolist() == [0.5, 0.25]
 

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Protocol
@@ -16,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import Logger, WandbLogger
 
 from dish.errors import ConfigError
+from dish.files import write_json_atomic
 from dish.ground_truth_job import run_ground_truth
 from dish.gt_table import GroundTruthTable, load_table, split_table
 from dish.motifs import Motif, motif_class
@@ -48,29 +46,33 @@ def make_predictor(name: str, cfg: DictConfig, motif_type: type[Motif], output_d
     raise ConfigError("predictors", f"unknown predictor {name!r}", accepted=["dish", *SURROGATES])
 
 
-def evaluate_predictor(predictor: Predictor, train: GroundTruthTable, heldout: GroundTruthTable,
-                       k: int) -> dict[str, Any]:
-    """Fit on `train`, score `heldout`: the ranking metrics plus the predicted best motif and timings."""
+def evaluate_predictor(predictor: Predictor, table: GroundTruthTable, train: GroundTruthTable,
+                       heldout: GroundTruthTable, k: int) -> tuple[dict[str, Any], np.ndarray]:
+    """Fit on `train` and score the whole table in one call: the held-out ranking metrics, the predicted best
+    motif and timings, and the predictions for every motif of `table` (for the figure and the wandb table)."""
     start = time.perf_counter()
     predictor.fit(train.motifs, train.scores)
     fit_seconds = time.perf_counter() - start
     start = time.perf_counter()
-    predicted = predictor.predict(heldout.motifs)
+    curve = predictor.predict(table.motifs)
     predict_seconds = time.perf_counter() - start
+    position = {motif.key: index for index, motif in enumerate(table.motifs)}
+    predicted = curve[[position[motif.key] for motif in heldout.motifs]]
     metrics = ranking_metrics(predicted, heldout.scores, k=k)
     entry: dict[str, Any] = {name: float(metrics[name]) for name in REPORTED}
     entry["best_motif"] = heldout.motifs[int(metrics["best_index"])].encode()
     entry["fit_seconds"] = fit_seconds
-    entry["predict_seconds_per_motif"] = predict_seconds / len(heldout)
+    entry["predict_seconds_per_motif"] = predict_seconds / len(table)
     if isinstance(predictor, DishPredictor) and predictor.dish is not None and predictor.last is not None:
-        # A diverged inner loop can still rank motifs "well": such correlations are not results.
+        # A diverged inner loop can still rank motifs "well": such correlations are not results. Any motif of
+        # the table counts, held out or not.
         entry["max_dish_loss"] = predictor.dish.max_dish_loss
         entry["diverged"] = bool(predictor.last.diverged.any())
         entry["diverged_outer_steps"] = predictor.dish.diverged_steps
         if entry["diverged"]:
-            log.warning("the dish diverged on held-out motifs (max loss %.3g): its numbers are not results",
+            log.warning("the dish diverged (max loss %.3g): its numbers are not results",
                         predictor.dish.max_dish_loss)
-    return entry
+    return entry, curve
 
 
 def build_ground_truth(cfg: DictConfig) -> None:
@@ -99,9 +101,9 @@ def run_compare(cfg: DictConfig) -> dict[str, Any]:
     failed = True
     try:
         for name, predictor in predictors.items():
-            report["predictors"][name] = evaluate_predictor(predictor, train, heldout, cfg.metrics.k)
-            curves[name] = predictor.predict(table.motifs)
-        _write_json(output_dir / "comparison.json", report)
+            report["predictors"][name], curves[name] = evaluate_predictor(predictor, table, train, heldout,
+                                                                          cfg.metrics.k)
+        write_json_atomic(output_dir / "comparison.json", report)
         plot_comparison(table, train, curves, cfg.gt.score, output_dir / "comparison.png")
         _log(logger, report, table, train, curves)
         failed = False
@@ -109,14 +111,6 @@ def run_compare(cfg: DictConfig) -> dict[str, Any]:
         finish_logger(logger, failed)
     log.info("held-out ranking of %d motifs (trained on %d)\n%s", len(heldout), len(train), _table(report))
     return report
-
-
-def _write_json(path: Path, report: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(report, handle, indent=2)
-    os.replace(temporary, path)
 
 
 def _log(logger: Logger | None, report: dict[str, Any], table: GroundTruthTable, train: GroundTruthTable,

@@ -1,7 +1,7 @@
 """The Synthetic Petri Dish: learned synthetic data on which tiny motif-networks are trained to rank motifs.
 
 Bilevel training. Inner loop: every motif instantiates the same tiny motif-network (one shared, seeded
-initialisation), trains it for K differentiable SGD steps on the synthetic training samples, and is scored by
+initialisation), trains it for K differentiable SGD (or Adam) steps on the synthetic training samples, and is scored by
 its loss on the synthetic validation samples. Outer loop: the MSE between the z-scored (negated) dish
 validation losses and the z-scored ground-truth scores of the same motifs, back-propagated through the unrolled
 inner loop into the synthetic samples. All motifs of a batch run at once: weights carry a leading motif dim.
@@ -39,10 +39,10 @@ class DishScores:
 
 
 class MotifTable:
-    """A training table as the dish's data: one item per epoch, every motif with its ground-truth score."""
+    """A training table as the dish's data: one item per epoch, the ground-truth scores of the training motifs
+    (in the order the dish was built with)."""
 
-    def __init__(self, motifs: Sequence[Motif], scores: np.ndarray) -> None:
-        self.motifs = list(motifs)
+    def __init__(self, scores: np.ndarray) -> None:
         self.scores = torch.as_tensor(np.asarray(scores, dtype=np.float64), dtype=torch.float32)
 
     def __len__(self) -> int:
@@ -162,7 +162,7 @@ class PetriDish(pl.LightningModule):
             self.diverged_steps += 1
             self.log("train/diverged_steps", float(self.diverged_steps))
             return None
-        outer = torch.nn.functional.mse_loss(zscore(-losses), zscore(scores))
+        outer = F.mse_loss(zscore(-losses), zscore(scores))
         self.log("train/outer_loss", outer, prog_bar=True)
         return outer
 
@@ -211,7 +211,7 @@ class DishPredictor:
             trainer = pl.Trainer(max_epochs=self.steps, gradient_clip_val=self.gradient_clip_val, callbacks=[best],
                                  logger=False, enable_progress_bar=False, enable_model_summary=False,
                                  num_sanity_val_steps=0, accelerator="cpu", devices=1, default_root_dir=scratch)
-            trainer.fit(self.dish, MotifTable(motifs, scores))
+            trainer.fit(self.dish, MotifTable(scores))
             if best.best_model_path:
                 state = torch.load(best.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
                 self.dish.load_state_dict(state)

@@ -12,6 +12,8 @@ import numpy as np
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from dish.files import write_json_atomic
+
 log = logging.getLogger(__name__)
 METRICS = ("spearman", "kendall", "zmse", "precision_at_k", "regret", "fit_seconds")
 
@@ -68,7 +70,7 @@ def format_table(table: list[dict[str, Any]]) -> str:
 def write_report(directory: Path) -> list[dict[str, Any]]:
     """Aggregate `directory`, write report.json beside the runs and return the table."""
     table = aggregate(collect(directory))
-    (directory / "report.json").write_text(json.dumps(table, indent=2))
+    write_json_atomic(directory / "report.json", table)
     return table
 
 
