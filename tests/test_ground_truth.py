@@ -10,6 +10,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from omegaconf import OmegaConf
+from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
 
 from dish.data import DigitsDataModule
@@ -25,17 +26,17 @@ ROW_KEYS = {"motif", "status", "reason", "val_loss", "val_acc", "best_val_loss",
             "train_loss", "epochs", "train_steps"}
 
 
-def fit(slopes, epochs, optimizer=None, tmp_path=None, logger=False):
+def fit(slopes, epochs, optimizer=None, tmp_path=None, logger=False, callbacks=None, ckpt_path=None):
     """Train one population of sigmoid slopes on the digits; returns (module, trainer)."""
     dm = DigitsDataModule(batch_size=100, seed=0)
     dm.setup("fit")
     optimizer = optimizer or functools.partial(torch.optim.SGD, lr=0.1)
     module = GroundTruthModule([SigmoidSlope(s) for s in slopes], dm.input_dim, dm.num_classes, [100, 100],
                                optimizer, seed=0)
-    trainer = pl.Trainer(max_epochs=epochs, logger=logger, enable_checkpointing=False,
+    trainer = pl.Trainer(max_epochs=epochs, logger=logger, enable_checkpointing=bool(callbacks), callbacks=callbacks,
                          enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
                          accelerator="cpu", default_root_dir=tmp_path, log_every_n_steps=1)
-    trainer.fit(module, datamodule=dm)
+    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
     return module, trainer
 
 
@@ -121,6 +122,19 @@ def test_same_config_gives_identical_numbers(tmp_path):
     assert first.results() == second.results()
     assert torch.equal(torch.stack(first.val_loss_history), torch.stack(second.val_loss_history))
     assert torch.equal(torch.stack(first.val_acc_history), torch.stack(second.val_acc_history))
+
+
+def test_resuming_from_a_checkpoint_gives_the_numbers_of_an_uninterrupted_run(tmp_path):
+    uninterrupted, _ = fit([0.5, 4.0], 6, tmp_path=tmp_path)
+    saver = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_top_k=0, save_last=True, every_n_epochs=1)
+    interrupted, _ = fit([0.5, 4.0], 3, tmp_path=tmp_path, callbacks=[saver])  # "killed" after epoch 3
+    assert torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=False)["epoch"] == 3  # epochs done
+    resumed, trainer = fit([0.5, 4.0], 6, tmp_path=tmp_path, ckpt_path=tmp_path / "ckpt" / "last.ckpt")
+    assert len(interrupted.val_loss_history) == 3
+    assert trainer.current_epoch == 6
+    assert resumed.results() == uninterrupted.results()
+    assert torch.equal(torch.stack(resumed.val_loss_history), torch.stack(uninterrupted.val_loss_history))
+    assert resumed.results()[0]["train_steps"] == 6 * STEPS_PER_EPOCH
 
 
 def test_all_members_diverging_are_failed_and_training_stops(tmp_path):

@@ -53,6 +53,15 @@ def test_regret_of_a_wrong_best():
     assert metrics["precision_at_k"] == 0.0
 
 
+def test_precision_does_not_depend_on_the_sign_of_the_scores():
+    # scores are often negated losses; torchmetrics alone would count no negative prediction as retrieved
+    negative = TRUE - 10.0
+    assert (negative < 0).all()
+    assert ranking_metrics(negative, TRUE, k=3)["precision_at_k"] == 1.0
+    assert ranking_metrics(np.array([0.0, 0.5, 0.5, 0.8, 0.2, 0.1]) - 5, TRUE, k=3)["precision_at_k"] == (
+        pytest.approx(2 / 3))
+
+
 def test_k_is_capped_at_the_table_size():
     assert ranking_metrics(np.array([3.0, 1.0, 2.0]), np.array([1.0, 2.0, 3.0]), k=5)["precision_at_k"] == 1.0
 

@@ -109,6 +109,19 @@ def test_joblib_rerun_skips_stored_motifs(joblib_sweep, run_task):
         assert not (rerun_dir / str(job) / "csv").exists()  # nothing was trained or logged
 
 
+def test_submitit_local_sweep_pickles_the_task_and_stores_rows(tmp_path, run_task, read_store, joblib_sweep):
+    """submitit pickles the task function into each job (as on SLURM); the rows match the joblib sweep's."""
+    store, sweep = tmp_path / "gt.csv", tmp_path / "sweep"
+    proc = run_task("-m", "hydra/launcher=slurm_local", "data=digits", "motif.slope=0.5,8", f"store.path={store}",
+                    f"hydra.sweep.dir={sweep}", "logger=none", "trainer.max_epochs=10")
+    ok(proc)
+    assert len(list((sweep / ".submitit").glob("*/*_submitted.pkl"))) == 2
+    reference = by_slope(read_store(joblib_sweep["store"]))
+    for slope, row in by_slope(read_store(store)).items():
+        assert row["status"] == "ok"
+        assert abs(float(row["val_loss"]) - float(reference[slope]["val_loss"])) <= 1e-4, slope
+
+
 def test_population_writes_one_row_per_motif_from_one_process(population_run, read_store):
     rows = population_run["rows"]
     assert len(rows) == 3
@@ -212,8 +225,8 @@ GARBAGE = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe\xfd\x80\x81\x00garbage"
 BAD_INPUTS = {
     "unknown-data": (["data=foo"], "data: unknown option 'foo' (accepted: digits, fashion_mnist, mnist)"),
     "unknown-motif": (["motif=bar"], "motif: unknown option 'bar' (accepted: sigmoid_slope)"),
-    "unknown-launcher": (["hydra/launcher=nope"],
-                         "hydra/launcher: unknown option 'nope' (accepted: basic, joblib)"),
+    "unknown-launcher": (["hydra/launcher=nope"], "hydra/launcher: unknown option 'nope' (accepted: basic, "
+                         "joblib, slurm, slurm_local, submitit_local, submitit_slurm)"),
     "bad-slope": (["motif.slope=-1"],
                   "motif.slope: must be a positive number in [1e-30, 1e+30] (float32 networks), got -1"),
     "bad-population": (["population.slopes=[1,-2]"],

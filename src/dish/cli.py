@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +15,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import MissingConfigException
 from hydra.types import RunMode
 from omegaconf import DictConfig
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from dish.errors import ConfigError, StoreError
 
@@ -62,7 +64,8 @@ def task(function: Callable[[DictConfig], Result]) -> Callable[[DictConfig], Res
 
 
 def run(main: Callable[[], Any]) -> None:
-    """Run a `hydra.main` function: load ``.env``, default W&B to offline, report bad input in one line.
+    """Run a `hydra.main` function: load ``.env``, default W&B to offline, report bad input in one line, and
+    exit with status 143 when SIGTERM stops training.
 
     Set HYDRA_FULL_ERROR=1 to get Hydra's full traceback instead.
     """
@@ -73,6 +76,9 @@ def run(main: Callable[[], Any]) -> None:
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let exceptions reach us instead of Hydra's printer
     try:
         main()
+    except SIGTERMException:  # Lightning stops training on SIGTERM with a SystemExit that reads as success
+        print("error: stopped by SIGTERM; finished work is stored, and a rerun resumes the rest", file=sys.stderr)
+        raise SystemExit(128 + signal.SIGTERM) from None
     except Exception as exc:
         message = None if _full_trace else user_error(exc)
         if message is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Any, Protocol
@@ -58,9 +59,16 @@ def evaluate_predictor(predictor: Predictor, table: GroundTruthTable, train: Gro
     predict_seconds = time.perf_counter() - start
     position = {motif.key: index for index, motif in enumerate(table.motifs)}
     predicted = curve[[position[motif.key] for motif in heldout.motifs]]
-    metrics = ranking_metrics(predicted, heldout.scores, k=k)
-    entry: dict[str, Any] = {name: float(metrics[name]) for name in REPORTED}
-    entry["best_motif"] = heldout.motifs[int(metrics["best_index"])].encode()
+    entry: dict[str, Any]
+    if np.isfinite(predicted).all():
+        metrics = ranking_metrics(predicted, heldout.scores, k=k)
+        entry = {name: float(metrics[name]) for name in REPORTED}
+        entry["best_motif"] = heldout.motifs[int(metrics["best_index"])].encode()
+    else:  # e.g. a dish whose inner loop overflowed: no ranking to judge, and the sweep goes on
+        log.warning("%s predicted non-finite scores for %d of %d held-out motifs: no metrics", predictor.name,
+                    int((~np.isfinite(predicted)).sum()), len(predicted))
+        entry = {name: math.nan for name in REPORTED}
+        entry["best_motif"] = None
     entry["fit_seconds"] = fit_seconds
     entry["predict_seconds_per_motif"] = predict_seconds / len(table)
     if isinstance(predictor, DishPredictor) and predictor.dish is not None and predictor.last is not None:

@@ -19,6 +19,9 @@ from dish.mlp import PopulationMLP
 from dish.motifs import Motif
 
 OptimizerFactory = Callable[[Iterable[Tensor]], Optimizer]
+HISTORY = ("val_loss_history", "val_acc_history", "train_loss_history", "failed_epoch", "failure_reason",
+           "train_steps")
+"""The module's own per-epoch records, saved in (and restored from) its Lightning checkpoints."""
 
 
 class GroundTruthModule(pl.LightningModule):
@@ -29,9 +32,10 @@ class GroundTruthModule(pl.LightningModule):
     those of its own single-motif run up to float reordering. One Lightning step is one epoch: the module loops
     over the epoch's minibatches with manual optimisation and then scores the validation split (the epoch's
     item carries both), so Lightning's per-step and per-validation costs are paid once per epoch, not per batch.
-    Inside the epoch it calls the torch optimizer and ``backward`` directly: Lightning's per-call hooks would
-    cost as much as a tiny model's step, and they only matter for mixed precision and multi-device runs, which
-    `on_fit_start` refuses. A member whose loss turns NaN/inf is recorded as failed; the others go on.
+    Inside the epoch it calls the torch optimizer and ``backward`` directly (all but the epoch's last step):
+    Lightning's per-call hooks would cost as much as a tiny model's step, and they only matter for mixed
+    precision and multi-device runs, which `on_fit_start` refuses. A member whose loss turns NaN/inf is
+    recorded as failed; the others go on.
     """
 
     def __init__(self, motifs: Sequence[Motif], input_dim: int, num_classes: int, hidden: Sequence[int],
@@ -70,13 +74,17 @@ class GroundTruthModule(pl.LightningModule):
 
     def training_step(self, epoch: TrainingEpoch, batch_idx: int) -> None:
         """Train every member on the epoch's minibatches, then score it on the validation split."""
-        optimizer = self.optimizers(use_pl_optimizer=False)
+        counted = self.optimizers()
+        optimizer = counted.optimizer
+        batches = list(epoch.minibatches())
         step_losses = []
-        for x, y in epoch.minibatches():
+        for index, (x, y) in enumerate(batches):
             losses = self.member_losses(self.net(x), y)
             optimizer.zero_grad()
             losses.sum().backward()
-            optimizer.step()
+            # The epoch's last step goes through Lightning's wrapper, which counts it as the trainer's global
+            # step (one per epoch here): checkpointing keys on that counter.
+            (counted if index == len(batches) - 1 else optimizer).step()
             step_losses.append(losses.detach())
         self.train_steps += len(step_losses)
         losses = torch.stack(step_losses)
@@ -124,6 +132,15 @@ class GroundTruthModule(pl.LightningModule):
             if self.failed_epoch[member] < 0:
                 self.failed_epoch[member] = self.current_epoch
                 self.failure_reason[member] = f"{reason} in epoch {self.current_epoch}"
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["ground_truth_history"] = {name: getattr(self, name) for name in HISTORY}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Resume the per-epoch records with the weights, so a resumed run ends with the numbers of an
+        uninterrupted one."""
+        for name, value in checkpoint["ground_truth_history"].items():
+            setattr(self, name, value)
 
     def results(self) -> list[dict[str, Any]]:
         """Per motif: status, final and best-epoch validation loss/accuracy, training budget spent."""

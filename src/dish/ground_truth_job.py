@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import datetime
+import hashlib
 import logging
+import shutil
 import time
+import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
+import torch
 from hydra.utils import get_class
 from omegaconf import DictConfig
+from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import Logger, WandbLogger
 
 from dish.errors import ConfigError
 from dish.ground_truth import GroundTruthModule
 from dish.motifs import Motif
-from dish.provenance import config_hash, git_commit, version
+from dish.provenance import config_hash, git_commit, slurm_job, version
 from dish.runtime import config_group, configure_torch, finish_logger, instantiate_group, make_logger
 from dish.store import GroundTruthStore
 
@@ -62,15 +68,25 @@ def run_ground_truth(cfg: DictConfig) -> list[dict[str, Any]]:
     optimizer = instantiate_group(cfg, "optimizer")
     module = GroundTruthModule(todo, datamodule.input_dim, datamodule.num_classes, cfg.model.hidden,
                                optimizer, seed=cfg.seed)
+    checkpoints = checkpoint_dir(cfg, store, spec, todo)
+    last = checkpoints / "last.ckpt"
+    resume = _resumable(last)
+    if resume:
+        log.info("resuming from checkpoint %s", last)
     logger = make_logger(cfg)
     failed = True
     try:
-        trainer = instantiate_group(cfg, "trainer", logger=logger if logger is not None else False)
+        trainer = instantiate_group(cfg, "trainer", logger=logger if logger is not None else False,
+                                    enable_checkpointing=True, callbacks=[_checkpoint_callback(cfg, checkpoints)])
         start = time.perf_counter()
-        trainer.fit(module, datamodule=datamodule)
+        with warnings.catch_warnings():
+            if resume:  # the folder holds the checkpoint we resume from, as it should
+                warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
+            trainer.fit(module, datamodule=datamodule, ckpt_path=last if resume else None)
         wall = time.perf_counter() - start
         rows = [_row(result, datamodule.name, cfg.seed, spec, wall, len(todo)) for result in module.results()]
         written = store.append(rows, replace=cfg.force)
+        shutil.rmtree(checkpoints, ignore_errors=True)  # the rows are stored: nothing left to resume
         _log_results(logger, rows)
         failed = False
     finally:
@@ -79,12 +95,46 @@ def run_ground_truth(cfg: DictConfig) -> list[dict[str, Any]]:
     return rows
 
 
+def checkpoint_dir(cfg: DictConfig, store: GroundTruthStore, spec: str, motifs: Sequence[Motif]) -> Path:
+    """Where the job training `motifs` under config `spec` keeps its checkpoints: the same folder for every
+    attempt at the same work (a requeue, a rerun after a kill), another one for any other work."""
+    root = Path(cfg.checkpoint.dir) if cfg.checkpoint.dir else store.path.parent / "checkpoints"
+    work = hashlib.sha256("\n".join(motif.key for motif in motifs).encode()).hexdigest()[:12]
+    return root / f"{store.path.stem}-{spec}-{work}"
+
+
+def _checkpoint_callback(cfg: DictConfig, folder: Path) -> ModelCheckpoint:
+    """Keep only ``last.ckpt``, saved every ``checkpoint.every_n_epochs`` epochs or else every
+    ``checkpoint.every_minutes`` minutes (a job shorter than that never writes one)."""
+    every = cfg.checkpoint
+    if every.every_n_epochs is not None and every.every_minutes is not None:
+        raise ConfigError("checkpoint", "set every_n_epochs or every_minutes, not both",
+                          accepted=["every_n_epochs=N every_minutes=null", "every_n_epochs=null every_minutes=M"])
+    interval = None if every.every_minutes is None else datetime.timedelta(minutes=every.every_minutes)
+    # no monitor and top-1: each save replaces the previous one, always named last.ckpt
+    return ModelCheckpoint(dirpath=folder, filename="last", save_top_k=1, every_n_epochs=every.every_n_epochs,
+                           train_time_interval=interval, enable_version_counter=False)
+
+
+def _resumable(checkpoint: Path) -> bool:
+    """Whether `checkpoint` exists and loads; one cut short by a kill is removed and the work starts over."""
+    if not checkpoint.exists():
+        return False
+    try:
+        torch.load(checkpoint, map_location="cpu", weights_only=False)  # our own file
+    except Exception as exc:  # a truncated or garbled file: torch raises several kinds
+        log.warning("checkpoint %s is unreadable (%s): starting over", checkpoint, exc)
+        checkpoint.unlink()
+        return False
+    return True
+
+
 def _row(result: dict[str, Any], data: str, seed: int, spec: str, wall: float, population: int) -> dict:
     motif: Motif = result.pop("motif")
     return {
         "motif_kind": motif.kind, "motif_key": motif.key, **motif.encode(), "data": data, **result,
         "wall_seconds": round(wall, 3), "population_size": population, "seed": seed, "config_hash": spec,
-        "dish_version": version(), "git_commit": git_commit(),
+        "dish_version": version(), "git_commit": git_commit(), "slurm_job": slurm_job(),
         "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
 

@@ -9,11 +9,15 @@ inner loop into the synthetic samples. All motifs of a batch run at once: weight
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
 import math
 import tempfile
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytorch_lightning as pl
@@ -166,6 +170,13 @@ class PetriDish(pl.LightningModule):
         self.log("train/outer_loss", outer, prog_bar=True)
         return outer
 
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["dish_health"] = {"max_dish_loss": self.max_dish_loss, "diverged_steps": self.diverged_steps}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.max_dish_loss = checkpoint["dish_health"]["max_dish_loss"]
+        self.diverged_steps = checkpoint["dish_health"]["diverged_steps"]
+
     def _note_losses(self, losses: Tensor) -> None:
         worst = float(losses.detach().max()) if bool(torch.isfinite(losses).all()) else math.inf
         self.max_dish_loss = max(self.max_dish_loss, worst)
@@ -190,15 +201,19 @@ class DishPredictor:
     """Fit a `PetriDish` on scored motifs with a Lightning Trainer and score new motifs with it.
 
     The same interface as the surrogates (`fit`, `predict`, `name`). The outer step with the lowest outer loss
-    is kept (Lightning's `ModelCheckpoint`) and restored after training.
+    is kept (Lightning's `ModelCheckpoint`) and restored after training. With a `checkpoint_dir`, the last
+    outer step is saved too, and a fit of the same work that finds it (a requeued or rerun job) resumes from it
+    with the numbers of an uninterrupted fit (`resumed_from` says from which step).
     """
 
     name = "dish"
 
     def __init__(self, motif_type: type[Motif], steps: int = 200, gradient_clip_val: float = 1.0,
-                 checkpoint_dir: str | None = None, seed: int = 0, **dish_options: object) -> None:
+                 checkpoint_dir: str | None = None, resume: bool = True, seed: int = 0,
+                 **dish_options: object) -> None:
         self.motif_type, self.steps, self.gradient_clip_val = motif_type, steps, gradient_clip_val
-        self.checkpoint_dir, self.seed, self.dish_options = checkpoint_dir, seed, dish_options
+        self.checkpoint_dir, self.resume, self.seed, self.dish_options = checkpoint_dir, resume, seed, dish_options
+        self.resumed_from: int | None = None
         self.dish: PetriDish | None = None
         self.last: DishScores | None = None
 
@@ -206,15 +221,31 @@ class DishPredictor:
         pl.seed_everything(self.seed, verbose=False)
         self.dish = PetriDish(self.motif_type, motifs, seed=self.seed, **self.dish_options)  # type: ignore[arg-type]
         with tempfile.TemporaryDirectory() as scratch:
-            best = ModelCheckpoint(dirpath=self.checkpoint_dir or scratch, filename="dish-best",
-                                   monitor="train/outer_loss", mode="min", save_top_k=1, enable_version_counter=False)
+            folder = Path(self.checkpoint_dir or scratch) / self.work_key(motifs, scores)
+            last = folder / "last.ckpt"
+            resume = self.resume and last.exists()
+            # our own file, holding the callbacks' state besides tensors
+            self.resumed_from = (torch.load(last, map_location="cpu", weights_only=False)["global_step"]
+                                 if resume else None)
+            best = ModelCheckpoint(dirpath=folder, filename="dish-best", monitor="train/outer_loss", mode="min",
+                                   save_top_k=1, save_last=True, enable_version_counter=False)
             trainer = pl.Trainer(max_epochs=self.steps, gradient_clip_val=self.gradient_clip_val, callbacks=[best],
                                  logger=False, enable_progress_bar=False, enable_model_summary=False,
                                  num_sanity_val_steps=0, accelerator="cpu", devices=1, default_root_dir=scratch)
-            trainer.fit(self.dish, MotifTable(scores))
+            with warnings.catch_warnings():
+                if resume:  # the folder holds the checkpoints we resume from, as it should
+                    warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
+                trainer.fit(self.dish, MotifTable(scores), ckpt_path=last if resume else None)
             if best.best_model_path:
                 state = torch.load(best.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
                 self.dish.load_state_dict(state)
+
+    def work_key(self, motifs: Sequence[Motif], scores: np.ndarray) -> str:
+        """A digest of what the fit learns from (options, seed, motifs and scores; not the step budget), naming
+        its checkpoint folder: a rerun of the same fit resumes, any other fit starts afresh."""
+        work = json.dumps([self.dish_options, self.seed, [m.key for m in motifs], np.asarray(scores).tolist()],
+                          sort_keys=True, default=str)
+        return hashlib.sha256(work.encode()).hexdigest()[:12]
 
     def predict(self, motifs: Sequence[Motif]) -> np.ndarray:
         if self.dish is None:

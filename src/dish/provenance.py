@@ -1,10 +1,11 @@
-"""Where a result came from: the hash of the config that defines it, the code version and commit."""
+"""Where a result came from: the hash of the config that defines it, the code version and commit, the SLURM job."""
 
 from __future__ import annotations
 
 import functools
 import hashlib
 import json
+import os
 import subprocess
 from collections.abc import Iterable
 from pathlib import Path
@@ -44,6 +45,14 @@ def git_commit() -> str:
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return f"{commit}-dirty" if dirty else commit
+
+
+def slurm_job() -> str:
+    """The SLURM job that ran this process (``<array job>_<task>`` for an array task), or empty outside SLURM."""
+    array = os.environ.get("SLURM_ARRAY_JOB_ID")
+    if array:
+        return f"{array}_{os.environ.get('SLURM_ARRAY_TASK_ID', '')}"
+    return os.environ.get("SLURM_JOB_ID", "")
 
 
 def version() -> str:

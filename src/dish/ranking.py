@@ -40,7 +40,8 @@ def ranking_metrics(predicted: np.ndarray, true: np.ndarray, k: int = 5) -> dict
     return {
         **correlations,
         "zmse": float(mean_squared_error(torch.from_numpy(_zscores(predicted)), torch.from_numpy(_zscores(true)))),
-        "precision_at_k": float(retrieval_precision(preds, relevant, top_k=top)),
+        # torchmetrics counts only positive predictions as retrieved: shift them above zero (same order)
+        "precision_at_k": float(retrieval_precision(preds - preds.min() + 1, relevant, top_k=top)),
         "regret": float(true.max() - true[best]),
         "best_index": best,
     }

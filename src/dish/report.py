@@ -46,8 +46,9 @@ def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                                    "predictor": predictor, "runs": len(members),
                                    "diverged": sum(bool(m["diverged"]) for m in members)}
         for metric in METRICS:
-            values = np.array([m[metric] for m in members], dtype=float)
-            values = values[np.isfinite(values)]  # a constant prediction has no correlation (nan)
+            # a diverged dish's numbers are not results; a constant prediction has no correlation (nan)
+            values = np.array([m[metric] for m in members if not m["diverged"]], dtype=float)
+            values = values[np.isfinite(values)]
             for stat in (np.mean, np.std, np.min):
                 summary[f"{metric}_{stat.__name__}"] = float(stat(values)) if len(values) else float("nan")
         table.append(summary)

@@ -27,6 +27,9 @@ def configure_torch(seed: int, threads: int | None) -> None:
     """Seed every generator, set the thread count and flush denormals (saturated sigmoids make many)."""
     # pytorch-lightning 2.6 trips a torch 2.13 deprecation on every batch; nothing a user can act on.
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+    # Lightning warns on any machine that has SLURM's `srun` when a job is not started by it; our jobs are one
+    # process each, and under SLURM submitit starts them with srun.
+    warnings.filterwarnings("ignore", message=r"The `srun` command is available on your system but is not used")
     pl.seed_everything(seed, workers=True, verbose=False)
     if threads is not None:
         torch.set_num_threads(threads)

@@ -23,8 +23,9 @@ class GroundTruthStore:
 
     Writers take an exclusive file lock, re-read the table, and replace it through a temporary file and an
     atomic rename: readers always see a complete table, concurrent writers lose no row, and a killed writer
-    leaves no partial row. A table the user brings (e.g. just ``slope,val_acc``) is read as well; its rows
-    carry no config hash, so they never stand in for a run of this project.
+    leaves no partial row (at most a stray temporary file, which the next writer removes). A table the user
+    brings (e.g. just ``slope,val_acc``) is read as well; its rows carry no config hash, so they never stand in
+    for a run of this project.
     """
 
     def __init__(self, path: str | os.PathLike[str], motif_type: type[Motif]) -> None:
@@ -102,8 +103,15 @@ class GroundTruthStore:
             else:
                 new_rows = [row for row in new_rows if (row["motif_key"], row["config_hash"]) not in stored]
             if new_rows:
+                self._remove_stale_temporaries()
                 self._write(existing + new_rows)
         return len(new_rows)
+
+    def _remove_stale_temporaries(self) -> None:
+        """Temporary tables of writers killed before their rename. Only a writer holding the lock has one, so
+        under the lock every one found is stale."""
+        for stale in self.path.parent.glob(f".{self.path.name}.*.tmp"):
+            stale.unlink(missing_ok=True)
 
     def _write(self, rows: list[dict[str, str]]) -> None:
         columns = list(dict.fromkeys(column for row in rows for column in row))
