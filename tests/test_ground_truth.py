@@ -129,7 +129,9 @@ def test_resuming_from_a_checkpoint_gives_the_numbers_of_an_uninterrupted_run(tm
     saver = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_top_k=0, save_last=True, every_n_epochs=1)
     interrupted, _ = fit([0.5, 4.0], 3, tmp_path=tmp_path, callbacks=[saver])  # "killed" after epoch 3
     assert torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=False)["epoch"] == 3  # epochs done
-    resumed, trainer = fit([0.5, 4.0], 6, tmp_path=tmp_path, ckpt_path=tmp_path / "ckpt" / "last.ckpt")
+    saver = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_top_k=0, save_last=True, every_n_epochs=1)
+    resumed, trainer = fit([0.5, 4.0], 6, tmp_path=tmp_path, callbacks=[saver],
+                           ckpt_path=tmp_path / "ckpt" / "last.ckpt")
     assert len(interrupted.val_loss_history) == 3
     assert trainer.current_epoch == 6
     assert resumed.results() == uninterrupted.results()
