@@ -34,7 +34,7 @@ def test_zscore_hand_example():
 def test_outer_loss_is_mse_of_zscored_negated_losses():
     dish = PetriDish(SigmoidSlope, [SigmoidSlope(s) for s in (0.5, 2.0, 8.0)], seed=0)
     scores = torch.tensor([0.1, 0.3, 0.2])
-    losses = dish.dish_losses(dish.train_activation, 3, create_graph=False)
+    losses = dish.dish_losses(dish.train_population, 3, create_graph=False)
     expected = torch.mean((zscore(-losses) - zscore(scores)) ** 2)
     assert dish.training_step(scores, 0).item() == pytest.approx(expected.item(), rel=1e-5)
     # perfectly ordered dish losses would give 0: the orientation is "lower dish loss = better motif"

@@ -1,8 +1,12 @@
-"""Benchmarks: ``python -m dish.bench ground_truth`` prints seconds per motif for three ways of training.
+"""Benchmarks of ground-truth training, in seconds per motif.
 
+``python -m dish.bench ground_truth``: activation motifs on the digits, three ways:
 (a) a plain PyTorch loop (nn.Linear layers, same init, batches, budget and per-epoch validation),
 (b) the Lightning single-motif job (`GroundTruthModule` with one motif, as `tasks/ground_truth.py` runs it),
 (c) population mode: 32 motifs in one batched `GroundTruthModule`.
+
+``python -m dish.bench language_model``: recurrent cells on the python_docs corpus (the small preset: hidden 64,
+BPTT 35, batch 32), one cell per job vs a population of 13 cells in one module.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import functools
 import json
 import logging
 import math
+import random
 import statistics
 import time
 from collections.abc import Callable
@@ -21,8 +26,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dish.cells import RecurrentCell
+from dish.corpus import batchify, embedded_corpus
 from dish.data import DigitsDataModule, InMemoryDataModule
 from dish.ground_truth import GroundTruthModule
+from dish.language_model import fit_language_models
 from dish.mlp import PopulationLinear, PopulationMLP
 from dish.motifs import SigmoidSlope
 
@@ -97,17 +105,43 @@ def bench_ground_truth(epochs: int, population: int, repeats: int, lr: float = 0
     return figures
 
 
+def bench_language_model(steps: int, population: int, repeats: int) -> dict:
+    """Seconds per cell per training window, one cell alone vs `population` cells at once (interleaved)."""
+    corpus = embedded_corpus()
+    train, valid = batchify(corpus.train, 32), batchify(corpus.valid[:3500], 10)
+    cells = [RecurrentCell.sample(random.Random(seed)) for seed in range(population)]
+    options = {"max_epochs": 10, "hidden": 64, "bptt": 35, "max_steps": steps}
+    runs = {"single": [cells[0]], f"population{population}": cells}
+    seconds: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, members in runs.items():
+            start = time.perf_counter()
+            fit_language_models(members, train, valid, len(corpus.vocab), **options)
+            seconds[name].append((time.perf_counter() - start) / len(members) / steps)
+    figures: dict[str, object] = {"data": "python_docs", "steps": steps, "threads": torch.get_num_threads(),
+                                  "repeats": repeats}
+    for stat in (min, statistics.median):
+        single, batched = (stat(values) for values in seconds.values())
+        figures[stat.__name__] = {"s_per_cell_step": dict(zip(runs, (single, batched), strict=True)),
+                                  "single_over_population": single / batched}
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m dish.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["ground_truth"])
-    parser.add_argument("--epochs", type=int, default=50)
-    parser.add_argument("--population", type=int, default=32)
+    parser.add_argument("what", choices=["ground_truth", "language_model"])
+    parser.add_argument("--epochs", type=int, default=50, help="ground_truth: epochs per run")
+    parser.add_argument("--steps", type=int, default=20, help="language_model: training windows per run")
+    parser.add_argument("--population", type=int, help="motifs trained at once (default 32 / 13)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--json", help="also write the figures to this JSON file")
     args = parser.parse_args()
     logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
-    figures = bench_ground_truth(args.epochs, args.population, args.repeats)
+    if args.what == "ground_truth":
+        figures = bench_ground_truth(args.epochs, args.population or 32, args.repeats)
+    else:
+        figures = bench_language_model(args.steps, args.population or 13, args.repeats)
     print(json.dumps(figures, indent=2))
     if args.json:
         with open(args.json, "w") as handle:

@@ -12,14 +12,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import pytorch_lightning as pl
 import torch
 from hydra.utils import get_class
 from omegaconf import DictConfig
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import Logger, WandbLogger
 
+from dish.cells import RecurrentCell
 from dish.errors import ConfigError
 from dish.ground_truth import GroundTruthModule
+from dish.language_model import LanguageModelGroundTruth
 from dish.motifs import Motif
 from dish.provenance import config_hash, git_commit, slurm_job, version
 from dish.runtime import config_group, configure_torch, finish_logger, instantiate_group, make_logger
@@ -32,7 +35,7 @@ GROUND_TRUTH_SECTIONS = ("data", "model", "optimizer", "trainer", "seed")
 NOT_GROUND_TRUTH = ("data.data_dir", "data.download", "data.mirrors", "trainer.default_root_dir",
                     "trainer.accelerator", "trainer.devices", "trainer.enable_checkpointing",
                     "trainer.enable_progress_bar", "trainer.enable_model_summary", "trainer.log_every_n_steps")
-RESULT_COLUMNS = ("status", "val_loss", "val_acc", "best_val_loss", "best_epoch")
+RESULT_COLUMNS = ("status", "val_loss", "val_acc", "val_ppl", "best_val_loss", "best_epoch")
 
 
 def motifs_from_config(cfg: DictConfig) -> list[Motif]:
@@ -65,9 +68,7 @@ def run_ground_truth(cfg: DictConfig) -> list[dict[str, Any]]:
     with config_group("data"):
         datamodule.prepare_data()
         datamodule.setup("fit")
-    optimizer = instantiate_group(cfg, "optimizer")
-    module = GroundTruthModule(todo, datamodule.input_dim, datamodule.num_classes, cfg.model.hidden,
-                               optimizer, seed=cfg.seed)
+    module = build_module(cfg, todo, datamodule)
     checkpoints = checkpoint_dir(cfg, store, spec, todo)
     last = checkpoints / "last.ckpt"
     resume = _resumable(last)
@@ -93,6 +94,15 @@ def run_ground_truth(cfg: DictConfig) -> list[dict[str, Any]]:
         finish_logger(logger, failed)
     log.info("wrote %d row(s) to %s in %.1f s of training\n%s", written, store.path, wall, _table(rows))
     return rows
+
+
+def build_module(cfg: DictConfig, motifs: list[Motif], datamodule: Any) -> pl.LightningModule:
+    """The ground-truth module of the motif kind: an MLP classifier for activations, a language model for cells."""
+    if isinstance(motifs[0], RecurrentCell):
+        return LanguageModelGroundTruth(motifs, datamodule.vocab_size, seed=cfg.seed, **cfg.model)  # type: ignore[arg-type]
+    optimizer = instantiate_group(cfg, "optimizer")
+    return GroundTruthModule(motifs, datamodule.input_dim, datamodule.num_classes, cfg.model.hidden, optimizer,
+                             seed=cfg.seed)
 
 
 def checkpoint_dir(cfg: DictConfig, store: GroundTruthStore, spec: str, motifs: Sequence[Motif]) -> Path:
@@ -144,13 +154,14 @@ def _log_results(logger: Logger | None, rows: Sequence[dict[str, Any]]) -> None:
         columns = list(rows[0])
         logger.log_table(key="ground_truth", columns=columns, data=[[row[c] for c in columns] for row in rows])
     if logger is not None and len(rows) == 1:
-        logger.log_metrics({f"final/{name}": rows[0][name] for name in ("val_loss", "val_acc", "best_val_loss")})
+        logger.log_metrics({f"final/{name}": rows[0][name] for name in ("val_loss", "val_acc", "val_ppl",
+                                                                         "best_val_loss") if name in rows[0]})
 
 
 def _table(rows: Sequence[dict[str, Any]]) -> str:
-    lines = [f"{'motif':<36}" + "".join(f"{c:>15}" for c in RESULT_COLUMNS)]
+    columns = [column for column in RESULT_COLUMNS if column in rows[0]]
+    lines = [f"{'motif':<36}" + "".join(f"{c:>15}" for c in columns)]
     for row in rows:
-        cells = "".join(f"{row[c]:>15.4f}" if isinstance(row[c], float) else f"{row[c]!s:>15}"
-                        for c in RESULT_COLUMNS)
+        cells = "".join(f"{row[c]:>15.4f}" if isinstance(row[c], float) else f"{row[c]!s:>15}" for c in columns)
         lines.append(f"{row['motif_key']:<36}{cells}")
     return "\n".join(lines)

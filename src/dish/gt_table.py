@@ -14,7 +14,7 @@ from dish.errors import ConfigError, StoreError
 from dish.motifs import Motif
 from dish.store import GroundTruthStore
 
-SCORE_ORIENTATION = {"val_loss": -1.0, "val_acc": 1.0, "best_val_loss": -1.0, "best_val_acc": 1.0}
+SCORE_ORIENTATION = {"val_loss": -1.0, "val_acc": 1.0, "val_ppl": -1.0, "best_val_loss": -1.0, "best_val_acc": 1.0}
 """Sign that turns each stored column into a score where higher = better."""
 SPLIT_PROTOCOLS = ("random", "range", "flag")
 MIN_TRAIN = 3

@@ -81,6 +81,8 @@ class Motif(ABC):
 
 def motif_class(kind: str) -> type[Motif]:
     """The motif class registered under `kind`."""
+    import dish.cells  # noqa: F401  (defines, and so registers, the recurrent-cell kind)
+
     if kind not in MOTIF_KINDS:
         raise ConfigError("motif.kind", f"unknown motif kind {kind!r}", accepted=sorted(MOTIF_KINDS))
     return MOTIF_KINDS[kind]

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from pytorch_lightning.callbacks import ModelCheckpoint
 from torch import Tensor, nn
 
+from dish.cells import RecurrentCell
 from dish.errors import ConfigError
 from dish.motifs import Motif
 
@@ -82,7 +83,8 @@ class PetriDish(pl.LightningModule):
                  output_activation: bool = False, num_samples: int = 20, inner_steps: int = 30,
                  inner_lr: float = 0.5, outer_lr: float = 0.1, lr_decay: float = 1.0,
                  learn_targets: bool = False, divergence_factor: float = 10.0, inner_optimizer: str = "sgd",
-                 loss: str = "mse", init_scale: float | None = None, seed: int = 0) -> None:
+                 loss: str = "mse", init_scale: float | None = None, sequence_length: int = 5,
+                 seed: int = 0) -> None:
         super().__init__()
         if inner_optimizer not in ("sgd", "adam"):
             raise ConfigError("dish.inner_optimizer", f"unknown {inner_optimizer!r}", accepted=["sgd", "adam"])
@@ -90,12 +92,24 @@ class PetriDish(pl.LightningModule):
             raise ConfigError("dish.loss", f"unknown {loss!r}", accepted=["mse", "bce"])
         self.save_hyperparameters(ignore=["motif_type", "train_motifs"])
         self.motif_type = motif_type
-        self.train_activation = motif_type.population(train_motifs)
+        self.train_population = motif_type.population(train_motifs)
         generator = torch.Generator().manual_seed(seed)
-        self.x_train = nn.Parameter(torch.randn(num_samples, sizes[0], generator=generator))
-        self.x_val = nn.Parameter(torch.randn(num_samples, sizes[0], generator=generator))
+        self.recurrent = issubclass(motif_type, RecurrentCell)
+        sample_shape = (sequence_length, sizes[0]) if self.recurrent else (sizes[0],)
+        self.x_train = nn.Parameter(torch.randn(num_samples, *sample_shape, generator=generator))
+        self.x_val = nn.Parameter(torch.randn(num_samples, *sample_shape, generator=generator))
         self.y_train = nn.Parameter(balanced_targets(num_samples, sizes[-1], generator), requires_grad=learn_targets)
         self.y_val = nn.Parameter(balanced_targets(num_samples, sizes[-1], generator), requires_grad=learn_targets)
+        if self.recurrent:
+            self._init_cell_network(sizes, len(train_motifs[0].nodes), init_scale, generator)  # type: ignore[attr-defined]
+        else:
+            self._init_mlp(sizes, init_scale, generator)
+        # The loss of always answering 0.5 on balanced 0/1 targets; far above it means the inner loop blew up.
+        self.chance_loss = 0.25 if loss == "mse" else math.log(2)
+        self.max_dish_loss = 0.0
+        self.diverged_steps = 0
+
+    def _init_mlp(self, sizes: Sequence[int], init_scale: float | None, generator: torch.Generator) -> None:
         for index, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes)):
             if init_scale is None:  # PyTorch's nn.Linear scheme
                 bound = 1 / math.sqrt(fan_in)
@@ -106,28 +120,41 @@ class PetriDish(pl.LightningModule):
                 bias = torch.randn(1, fan_out, generator=generator) * init_scale
             self.register_buffer(f"w{index}", weight)
             self.register_buffer(f"b{index}", bias)
-        self.num_layers = len(sizes) - 1
-        # The loss of always answering 0.5 on balanced 0/1 targets; far above it means the inner loop blew up.
-        self.chance_loss = 0.25 if loss == "mse" else math.log(2)
-        self.max_dish_loss = 0.0
-        self.diverged_steps = 0
+        self.names = [f"{kind}{index}" for index in range(len(sizes) - 1) for kind in ("w", "b")]
+
+    def _init_cell_network(self, sizes: Sequence[int], nodes: int, init_scale: float | None,
+                           generator: torch.Generator) -> None:
+        """The cell's weights (node 0 and nodes 1..N) and a linear read-out of its last state."""
+        if len(sizes) != 3:
+            raise ConfigError("dish.sizes", f"a cell dish takes [inputs, hidden, outputs], got {list(sizes)}")
+        inputs, hidden, outputs = sizes
+        scale = init_scale if init_scale is not None else 1 / math.sqrt(hidden)
+        shapes = {"w0": (inputs + hidden, 2 * hidden), "ws": (nodes, hidden, 2 * hidden), "w_out": (hidden, outputs),
+                  "b_out": (1, outputs)}
+        for name, shape in shapes.items():
+            self.register_buffer(name, (torch.rand(*shape, generator=generator) * 2 - 1) * scale)
+        self.names = list(shapes)
 
     def initial_params(self, population: int) -> Params:
         """The shared initialisation, one copy per motif (expanded views, no memory per motif)."""
-        params = []
-        for index in range(self.num_layers):
-            for name in (f"w{index}", f"b{index}"):
-                tensor: Tensor = getattr(self, name)
-                params.append(tensor.expand(population, *tensor.shape))
-        return params
+        return [getattr(self, name).expand(population, *getattr(self, name).shape) for name in self.names]
 
-    def motif_network(self, params: Params, x: Tensor, activation: nn.Module) -> Tensor:
-        """Outputs (P, samples, out) of every motif's network on shared inputs x (samples, in)."""
-        h = x.expand(len(params[0]), *x.shape)
-        for index in range(self.num_layers):
+    def motif_network(self, params: Params, x: Tensor, motifs: nn.Module) -> Tensor:
+        """Outputs (P, samples, out) of every motif's network on shared inputs x: (samples, in) for activations
+        (an MLP), (samples, steps, in) for cells (the cell unrolled from a zero state, then a linear read-out)."""
+        population = len(params[0])
+        if self.recurrent:
+            w0, ws, w_out, b_out = params
+            state = x.new_zeros(population, len(x), w_out.shape[1])
+            for step in range(x.shape[1]):
+                state = motifs(x[:, step].expand(population, -1, -1), state, w0, ws)
+            return torch.baddbmm(b_out, state, w_out)
+        h = x.expand(population, *x.shape)
+        layers = len(params) // 2
+        for index in range(layers):
             h = torch.baddbmm(params[2 * index + 1], h, params[2 * index])
-            if index < self.num_layers - 1 or self.hparams.output_activation:
-                h = activation(h)
+            if index < layers - 1 or self.hparams.output_activation:
+                h = motifs(h)
         return h
 
     def member_loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
@@ -137,7 +164,7 @@ class PetriDish(pl.LightningModule):
             return F.binary_cross_entropy_with_logits(outputs, targets, reduction="none").mean((1, 2))
         return (outputs - targets).pow(2).mean((1, 2))
 
-    def dish_losses(self, activation: nn.Module, population: int, create_graph: bool) -> Tensor:
+    def dish_losses(self, motifs: nn.Module, population: int, create_graph: bool) -> Tensor:
         """Validation loss of every motif's network after the inner loop; (P,)."""
         lr = self.hparams.inner_lr
         with torch.enable_grad():
@@ -145,7 +172,7 @@ class PetriDish(pl.LightningModule):
             first = [torch.zeros_like(p) for p in params]
             second = [torch.zeros_like(p) for p in params]
             for step in range(1, self.hparams.inner_steps + 1):
-                loss = self.member_loss(self.motif_network(params, self.x_train, activation), self.y_train).sum()
+                loss = self.member_loss(self.motif_network(params, self.x_train, motifs), self.y_train).sum()
                 grads = torch.autograd.grad(loss, params, create_graph=create_graph)
                 if self.hparams.inner_optimizer == "adam":  # differentiable Adam (0.9, 0.999), as the authors'
                     first = [0.9 * m + 0.1 * g for m, g in zip(first, grads, strict=True)]
@@ -153,14 +180,14 @@ class PetriDish(pl.LightningModule):
                     grads = [(m / (1 - 0.9**step)) / ((v / (1 - 0.999**step) + 1e-16).sqrt() + 1e-8)
                              for m, v in zip(first, second, strict=True)]
                 params = [p - lr * g for p, g in zip(params, grads, strict=True)]
-        return self.member_loss(self.motif_network(params, self.x_val, activation), self.y_val)
+        return self.member_loss(self.motif_network(params, self.x_val, motifs), self.y_val)
 
     def diverged(self, losses: Tensor) -> Tensor:
         """Members whose inner loop blew up: non-finite loss or far above the synthetic task's chance level."""
         return ~torch.isfinite(losses) | (losses > self.hparams.divergence_factor * self.chance_loss)
 
     def training_step(self, scores: Tensor, batch_idx: int) -> Tensor | None:
-        losses = self.dish_losses(self.train_activation, len(scores), create_graph=True)
+        losses = self.dish_losses(self.train_population, len(scores), create_graph=True)
         self._note_losses(losses)
         if self.diverged(losses).any():
             self.diverged_steps += 1

@@ -22,17 +22,25 @@ def _on_true_scale(values: np.ndarray, true: np.ndarray) -> np.ndarray:
 
 def plot_comparison(table: GroundTruthTable, train: GroundTruthTable, curves: dict[str, np.ndarray],
                     score_name: str, path: Path) -> None:
-    """Write a PNG: x = the motif's first feature (log axis), y = score (higher = better)."""
-    x = np.array([motif.features()[0] for motif in table.motifs])
+    """Write a PNG: y = score (higher = better) over x = the motif's own number where it has one (the slope,
+    log axis), else the motifs ranked by true score (e.g. cells, best first)."""
+    field, _ = next(iter(table.motifs[0].encode().items()))
+    values = [next(iter(motif.encode().values())) for motif in table.motifs]
+    numeric = all(isinstance(value, int | float) for value in values)
+    order = np.argsort(values) if numeric else np.argsort(-table.scores, kind="stable")
+    x = np.asarray(values, dtype=float)[order] if numeric else np.arange(len(order), dtype=float)
+    true = table.scores[order]
     trained = {motif.key for motif in train.motifs}
-    marked = np.array([motif.key in trained for motif in table.motifs])
+    marked = np.array([table.motifs[i].key in trained for i in order])
     figure, axes = plt.subplots(figsize=(8, 5))
-    axes.plot(x, table.scores, color="black", linewidth=2, label=f"true ({score_name}, higher = better)")
-    axes.scatter(x[marked], table.scores[marked], color="black", zorder=3, label="training motifs")
-    for name, values in curves.items():
-        axes.plot(x, _on_true_scale(values, table.scores), linestyle="--", label=f"{name} (rescaled)")
-    axes.set_xscale("log")
-    axes.set_xlabel(next(iter(table.motifs[0].encode())))
+    axes.plot(x, true, color="black", linewidth=2, label=f"true ({score_name}, higher = better)")
+    axes.scatter(x[marked], true[marked], color="black", zorder=3, label="training motifs")
+    for name, predicted in curves.items():
+        axes.plot(x, _on_true_scale(predicted[order], true), linestyle="--", marker="" if numeric else ".",
+                  label=f"{name} (rescaled)")
+    if numeric:
+        axes.set_xscale("log")
+    axes.set_xlabel(field if numeric else "motifs, best first by true score")
     axes.set_ylabel("score")
     axes.legend(fontsize="small")
     figure.tight_layout()

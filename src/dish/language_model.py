@@ -1,0 +1,151 @@
+"""Ground truth of recurrent cells: a word-level language model that repeats the cell, many cells at once.
+
+Embedding -> the cell unrolled over truncated-BPTT windows -> decoder tied to the embedding. Every member of a
+population starts from the same seeded weights, sees the same windows, and has its gradient clipped by its own
+norm, so its numbers are those of a run on its own up to float reordering.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor, nn
+
+from dish.cells import RecurrentCell
+from dish.corpus import bptt_windows
+from dish.text_data import StreamEpochs, TokenStreams
+
+
+class PopulationLanguageModel(nn.Module):
+    """One language model per cell, all in batched weights with a leading population dim."""
+
+    def __init__(self, cells: Sequence[RecurrentCell], vocab_size: int, hidden: int, seed: int = 0,
+                 init_range: float = 0.04) -> None:
+        super().__init__()
+        self.cell = RecurrentCell.population(cells)
+        population, nodes = len(cells), self.cell.num_nodes
+        generator = torch.Generator().manual_seed(seed)
+
+        def shared(*shape: int, scale: float) -> nn.Parameter:  # the same initial values for every member
+            values = (torch.rand(*shape, generator=generator) * 2 - 1) * scale
+            return nn.Parameter(values.expand(population, *shape).clone())
+
+        self.embedding = shared(vocab_size, hidden, scale=0.1)  # also the decoder's weights
+        self.w0 = shared(2 * hidden, 2 * hidden, scale=init_range)
+        self.ws = shared(nodes, hidden, 2 * hidden, scale=init_range)
+        self.decoder_bias = nn.Parameter(torch.zeros(population, vocab_size))
+        self.hidden = hidden
+
+    def initial_state(self, batch: int) -> Tensor:
+        return self.embedding.new_zeros(len(self.embedding), batch, self.hidden)
+
+    def forward(self, tokens: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+        """Logits (P, batch, steps, vocab) for tokens (batch, steps), and the last state (P, batch, hidden)."""
+        embedded = self.embedding[:, tokens]  # (P, batch, steps, hidden)
+        outputs = []
+        for step in range(tokens.shape[1]):
+            state = self.cell(embedded[:, :, step], state, self.w0, self.ws)
+            outputs.append(state)
+        hidden = torch.stack(outputs, 2)
+        logits = torch.einsum("pbth,pvh->pbtv", hidden, self.embedding) + self.decoder_bias[:, None, None, :]
+        return logits, state
+
+
+def member_losses(logits: Tensor, targets: Tensor) -> Tensor:
+    """Mean next-token cross-entropy of each member: logits (P, batch, steps, vocab) -> (P,)."""
+    picked = logits.log_softmax(-1).gather(-1, targets.expand(len(logits), *targets.shape).unsqueeze(-1))
+    return -picked.mean((1, 2, 3))
+
+
+class LanguageModelGroundTruth(pl.LightningModule):
+    """Trains a population of cell language models with truncated BPTT for a budget of `max_steps` windows.
+
+    SGD with a cosine-decayed step size, each member's gradient clipped to `clip` by its own norm (manual
+    optimisation: one Lightning step is one pass over the training stream, window by window). Validation perplexity
+    of every member is the score.
+    """
+
+    def __init__(self, cells: Sequence[RecurrentCell], vocab_size: int, hidden: int = 64, bptt: int = 35,
+                 lr: float = 20.0, clip: float = 0.25, max_steps: int = 280, seed: int = 0) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        self.cells = list(cells)
+        self.net = PopulationLanguageModel(self.cells, vocab_size, hidden, seed)
+        self.bptt, self.lr, self.clip, self.max_steps = bptt, lr, clip, max_steps
+        self.steps_done = 0
+        self.val_loss_history: list[Tensor] = []
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        optimizer = torch.optim.SGD(self.net.parameters(), lr=self.lr)
+        cosine = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, self.max_steps) / self.max_steps)))
+        return {"optimizer": optimizer, "lr_scheduler": cosine}
+
+    def training_step(self, streams: TokenStreams, batch_idx: int) -> None:
+        counted = self.optimizers()
+        cosine = self.lr_schedulers()
+        state = self.net.initial_state(streams.train.shape[0])
+        batches = list(bptt_windows(streams.train, self.bptt))[:self.max_steps - self.steps_done]
+        for index, (inputs, targets) in enumerate(batches):
+            logits, state = self.net(inputs, state.detach())
+            counted.optimizer.zero_grad(set_to_none=True)
+            member_losses(logits, targets).sum().backward()
+            self._clip_per_member()
+            # the epoch's last step goes through Lightning's wrapper, so checkpointing sees a global step
+            (counted if index == len(batches) - 1 else counted.optimizer).step()
+            cosine.step()
+            self.steps_done += 1
+        self.val_loss_history.append(self.evaluate(streams.valid))
+        if self.steps_done >= self.max_steps:
+            self.trainer.should_stop = True
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["language_model_history"] = {"steps_done": self.steps_done,
+                                                "val_loss_history": self.val_loss_history}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.steps_done = checkpoint["language_model_history"]["steps_done"]
+        self.val_loss_history = checkpoint["language_model_history"]["val_loss_history"]
+
+    @torch.no_grad()
+    def _clip_per_member(self) -> None:
+        """Scale each member's gradient to norm at most `clip` (a global clip would couple the members)."""
+        grads = [p.grad for p in self.net.parameters() if p.grad is not None]
+        norms = torch.stack([g.pow(2).flatten(1).sum(1) for g in grads]).sum(0).sqrt()  # (P,)
+        scale = (self.clip / (norms + 1e-6)).clamp(max=1.0)
+        for grad in grads:
+            grad.mul_(scale.view(-1, *[1] * (grad.dim() - 1)))
+
+    @torch.no_grad()
+    def evaluate(self, stream: Tensor) -> Tensor:
+        """Mean cross-entropy of every member on a whole (batch, steps) stream: (P,)."""
+        state = self.net.initial_state(stream.shape[0])
+        total, count = torch.zeros(len(self.cells)), 0
+        for inputs, targets in bptt_windows(stream, self.bptt):
+            logits, state = self.net(inputs, state)
+            total += member_losses(logits, targets).cpu() * targets.numel()
+            count += targets.numel()
+        return total / count
+
+    def results(self) -> list[dict[str, Any]]:
+        """Per cell: status, final validation loss and perplexity, the steps trained."""
+        final = self.val_loss_history[-1]
+        return [{"motif": cell, "status": "ok" if math.isfinite(float(loss)) else "failed",
+                 "val_loss": float(loss), "val_ppl": math.exp(min(float(loss), 700.0)),
+                 "train_steps": self.steps_done} for cell, loss in zip(self.cells, final, strict=True)]
+
+
+def fit_language_models(cells: Sequence[RecurrentCell], train: Tensor, valid: Tensor, vocab_size: int,
+                        max_epochs: int, **options: Any) -> LanguageModelGroundTruth:
+    """Train `cells` at once on batchified token streams; the module holds the results."""
+    module = LanguageModelGroundTruth(cells, vocab_size, **options)
+    trainer = pl.Trainer(max_epochs=max_epochs, accelerator="cpu", devices=1, logger=False,
+                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                         num_sanity_val_steps=0)
+    trainer.fit(module, train_dataloaders=StreamEpochs(train, valid))
+    return module
+
