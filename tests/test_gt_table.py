@@ -46,10 +46,11 @@ def test_load_drops_failed_rows_sorts_by_slope_and_negates_losses(tmp_path):
 
 @pytest.mark.parametrize("score", sorted(SCORE_ORIENTATION))
 def test_score_orientation(tmp_path, score):
-    path = write_csv(tmp_path / "gt.csv", ["slope", "val_loss", "val_acc", "best_val_loss", "best_val_acc"],
-                     [[1.0, 0.3, 0.9, 0.2, 0.95], [4.0, 0.1, 0.97, 0.05, 0.98]])
+    path = write_csv(tmp_path / "gt.csv", ["slope", "val_loss", "val_acc", "val_ppl", "best_val_loss", "best_val_acc"],
+                     [[1.0, 0.3, 0.9, 1.35, 0.2, 0.95], [4.0, 0.1, 0.97, 1.11, 0.05, 0.98]])
     table = load_table(path, SigmoidSlope, score)
-    raw = {"val_loss": [0.3, 0.1], "val_acc": [0.9, 0.97], "best_val_loss": [0.2, 0.05], "best_val_acc": [0.95, 0.98]}
+    raw = {"val_loss": [0.3, 0.1], "val_acc": [0.9, 0.97], "val_ppl": [1.35, 1.11], "best_val_loss": [0.2, 0.05],
+           "best_val_acc": [0.95, 0.98]}
     np.testing.assert_array_equal(table.scores, SCORE_ORIENTATION[score] * np.array(raw[score]))
     assert table.scores.argmax() == 1  # slope 4 is better by every column
 

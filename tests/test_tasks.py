@@ -223,8 +223,9 @@ def test_wandb_multirun_in_one_process_gives_one_run_per_job(tmp_path, run_task,
 GARBAGE = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe\xfd\x80\x81\x00garbage"
 
 BAD_INPUTS = {
-    "unknown-data": (["data=foo"], "data: unknown option 'foo' (accepted: digits, fashion_mnist, mnist)"),
-    "unknown-motif": (["motif=bar"], "motif: unknown option 'bar' (accepted: sigmoid_slope)"),
+    "unknown-data": (["data=foo"],
+                     "data: unknown option 'foo' (accepted: digits, fashion_mnist, mnist, ptb, python_docs)"),
+    "unknown-motif": (["motif=bar"], "motif: unknown option 'bar' (accepted: rnn_cell, sigmoid_slope)"),
     "unknown-launcher": (["hydra/launcher=nope"], "hydra/launcher: unknown option 'nope' (accepted: basic, "
                          "joblib, slurm, slurm_local, submitit_local, submitit_slurm)"),
     "bad-slope": (["motif.slope=-1"],

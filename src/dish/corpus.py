@@ -6,13 +6,7 @@ Two corpora: `embedded_corpus`, the English help texts that ship with Python (no
 
 from __future__ import annotations
 
-import http.client
-import os
 import re
-import shutil
-import tempfile
-import urllib.error
-import urllib.request
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -22,6 +16,7 @@ from pydoc_data.topics import topics
 import torch
 from torch import Tensor
 
+from dish.download import download
 from dish.errors import ConfigError
 
 UNK, EOS = "<unk>", "<eos>"
@@ -165,41 +160,14 @@ def _read_tokens(path: Path) -> list[str]:
 
 
 def download_files(folder: Path, names: Sequence[str], mirrors: Sequence[str]) -> None:
-    """Fetch each of `names` into `folder` from the first of `mirrors` (URL bases) that serves it as text.
-
-    Each file is written under a temporary name in `folder` and renamed when complete, so an interrupted
-    download never leaves a truncated file behind.
-    """
-    if not mirrors:
-        raise ConfigError("mirrors", "needs at least one URL base to download from")
-    folder.mkdir(parents=True, exist_ok=True)
+    """Fetch each of `names` into `folder` from the first of `mirrors` (URL bases) that serves it as text."""
     for name in names:
-        errors = []
-        for mirror in mirrors:
-            url = f"{mirror.rstrip('/')}/{name}"
-            try:
-                _fetch_text(url, folder / name)
-                break
-            except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
-                errors.append(f"{url}: {exc}")
-        else:
-            raise ConfigError("download", f"could not download {name}; tried {'; '.join(errors)}")
+        download(name, folder / name, mirrors, check=_is_text)
 
 
-def _fetch_text(url: str, target: Path) -> None:
-    fd, partial = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
-            shutil.copyfileobj(response, out)
-            received, declared = out.tell(), response.headers.get("Content-Length")
-        if declared is not None and received != int(declared):  # urllib ends a cut-off body silently
-            raise ValueError(f"the connection closed after {received} of {declared} bytes")
-        if not Path(partial).read_text(encoding="utf-8").strip():  # refuse empty and non-UTF-8 answers
-            raise ValueError("the server sent no text")
-        os.replace(partial, target)
-    finally:
-        if os.path.exists(partial):
-            os.unlink(partial)
+def _is_text(path: Path) -> None:
+    if not path.read_text(encoding="utf-8").strip():  # refuses empty and non-UTF-8 answers
+        raise ValueError("the server sent no text")
 
 
 def batchify(ids: Tensor, batch_size: int) -> Tensor:

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import gzip
-import os
-import shutil
-import tempfile
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from dish.download import download
 from dish.errors import ConfigError
 
 IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
@@ -55,35 +51,8 @@ def find_idx_file(name: str, directories: Sequence[Path]) -> Path | None:
 
 
 def download_idx_files(destination: Path, mirrors: Sequence[str]) -> None:
-    """Fetch the four standard ``.gz`` files into `destination`, trying `mirrors` in order.
-
-    Each file is written to a temporary name first and renamed when complete, so an interrupted download
-    never leaves a truncated file behind.
-    """
-    destination.mkdir(parents=True, exist_ok=True)
+    """Fetch the four standard ``.gz`` files into `destination`, trying `mirrors` in order (see `download`)."""
     for name in SPLIT_FILES.values():
         target = destination / f"{name}.gz"
-        if target.is_file():
-            continue
-        errors = []
-        for mirror in mirrors:
-            url = f"{mirror.rstrip('/')}/{name}.gz"
-            try:
-                _fetch(url, target)
-                break
-            except (urllib.error.URLError, OSError, ConfigError) as exc:
-                errors.append(f"{url}: {exc}")
-        else:
-            raise ConfigError("download", f"could not download {name}.gz; tried {'; '.join(errors)}")
-
-
-def _fetch(url: str, target: Path) -> None:
-    fd, partial = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
-            shutil.copyfileobj(response, out)
-        read_idx(Path(partial), gzipped=True)  # refuse anything that is not a complete IDX file
-        os.replace(partial, target)
-    finally:
-        if os.path.exists(partial):
-            os.unlink(partial)
+        if not target.is_file():
+            download(f"{name}.gz", target, mirrors, check=lambda path: read_idx(path, gzipped=True))
