@@ -15,7 +15,7 @@ from pytorch_lightning.loggers import CSVLogger
 
 from dish.data import DigitsDataModule
 from dish.ground_truth import GroundTruthModule
-from dish.ground_truth_job import GROUND_TRUTH_SECTIONS, NOT_GROUND_TRUTH
+from dish.ground_truth_job import GROUND_TRUTH_SECTIONS, NOT_GROUND_TRUTH, TimedCheckpoint
 from dish.motifs import SigmoidSlope
 from dish.provenance import config_hash
 
@@ -33,7 +33,8 @@ def fit(slopes, epochs, optimizer=None, tmp_path=None, logger=False, callbacks=N
     optimizer = optimizer or functools.partial(torch.optim.SGD, lr=0.1)
     module = GroundTruthModule([SigmoidSlope(s) for s in slopes], dm.input_dim, dm.num_classes, [100, 100],
                                optimizer, seed=0)
-    trainer = pl.Trainer(max_epochs=epochs, logger=logger, enable_checkpointing=bool(callbacks), callbacks=callbacks,
+    saving = any(isinstance(callback, ModelCheckpoint) for callback in callbacks or ())
+    trainer = pl.Trainer(max_epochs=epochs, logger=logger, enable_checkpointing=saving, callbacks=callbacks,
                          enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
                          accelerator="cpu", default_root_dir=tmp_path, log_every_n_steps=1)
     trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
@@ -124,19 +125,36 @@ def test_same_config_gives_identical_numbers(tmp_path):
     assert torch.equal(torch.stack(first.val_acc_history), torch.stack(second.val_acc_history))
 
 
-def test_resuming_from_a_checkpoint_gives_the_numbers_of_an_uninterrupted_run(tmp_path):
+SAVERS = {  # the job's two ways of keeping last.ckpt (see ground_truth_job._checkpoint_callback)
+    "every-epoch": lambda folder: ModelCheckpoint(dirpath=folder, filename="last", save_top_k=1, every_n_epochs=1,
+                                                  enable_version_counter=False),
+    "timed": lambda folder: TimedCheckpoint(folder / "last.ckpt", minutes=0.0),
+}
+
+
+@pytest.mark.parametrize("saver", list(SAVERS))
+@pytest.mark.filterwarnings("ignore:Checkpoint directory .* exists and is not empty")  # we resume from it
+def test_resuming_from_a_checkpoint_gives_the_numbers_of_an_uninterrupted_run(tmp_path, saver):
     uninterrupted, _ = fit([0.5, 4.0], 6, tmp_path=tmp_path)
-    saver = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_top_k=0, save_last=True, every_n_epochs=1)
-    interrupted, _ = fit([0.5, 4.0], 3, tmp_path=tmp_path, callbacks=[saver])  # "killed" after epoch 3
-    assert torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=False)["epoch"] == 3  # epochs done
-    saver = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_top_k=0, save_last=True, every_n_epochs=1)
-    resumed, trainer = fit([0.5, 4.0], 6, tmp_path=tmp_path, callbacks=[saver],
-                           ckpt_path=tmp_path / "ckpt" / "last.ckpt")
+    folder = tmp_path / "ckpt"
+    interrupted, _ = fit([0.5, 4.0], 3, tmp_path=tmp_path, callbacks=[SAVERS[saver](folder)])  # "killed" at 3
+    resumed, trainer = fit([0.5, 4.0], 6, tmp_path=tmp_path, callbacks=[SAVERS[saver](folder)],
+                           ckpt_path=folder / "last.ckpt")
     assert len(interrupted.val_loss_history) == 3
     assert trainer.current_epoch == 6
     assert resumed.results() == uninterrupted.results()
     assert torch.equal(torch.stack(resumed.val_loss_history), torch.stack(uninterrupted.val_loss_history))
     assert resumed.results()[0]["train_steps"] == 6 * STEPS_PER_EPOCH
+
+
+@pytest.mark.parametrize(("minutes", "saved"), [(0.0, True), (60.0, False)])
+def test_timed_checkpoint_saves_at_epoch_end_once_its_time_has_come(tmp_path, minutes, saved):
+    # Lightning's ModelCheckpoint ignores its time interval under manual optimisation; this callback does not
+    path = tmp_path / "ckpt" / "last.ckpt"
+    fit([0.5], 2, tmp_path=tmp_path, callbacks=[TimedCheckpoint(path, minutes)])
+    assert path.exists() == saved
+    if saved:
+        assert not list(path.parent.glob("*.part"))
 
 
 def test_all_members_diverging_are_failed_and_training_stops(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import logging
+import os
 import shutil
 import time
 import warnings
@@ -16,7 +17,7 @@ import pytorch_lightning as pl
 import torch
 from hydra.utils import get_class
 from omegaconf import DictConfig
-from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.loggers import Logger, WandbLogger
 
 from dish.cells import RecurrentCell
@@ -77,8 +78,10 @@ def run_ground_truth(cfg: DictConfig) -> list[dict[str, Any]]:
     logger = make_logger(cfg)
     failed = True
     try:
+        saver = _checkpoint_callback(cfg, checkpoints)
+        # Lightning adds a checkpoint callback of its own unless one is given or checkpointing is off
         trainer = instantiate_group(cfg, "trainer", logger=logger if logger is not None else False,
-                                    enable_checkpointing=True, callbacks=[_checkpoint_callback(cfg, checkpoints)])
+                                    enable_checkpointing=isinstance(saver, ModelCheckpoint), callbacks=[saver])
         start = time.perf_counter()
         with warnings.catch_warnings():
             if resume:  # the folder holds the checkpoint we resume from, as it should
@@ -113,17 +116,43 @@ def checkpoint_dir(cfg: DictConfig, store: GroundTruthStore, spec: str, motifs: 
     return root / f"{store.path.stem}-{spec}-{work}"
 
 
-def _checkpoint_callback(cfg: DictConfig, folder: Path) -> ModelCheckpoint:
+def _checkpoint_callback(cfg: DictConfig, folder: Path) -> Callback:
     """Keep only ``last.ckpt``, saved every ``checkpoint.every_n_epochs`` epochs or else every
     ``checkpoint.every_minutes`` minutes (a job shorter than that never writes one)."""
     every = cfg.checkpoint
-    if every.every_n_epochs is not None and every.every_minutes is not None:
-        raise ConfigError("checkpoint", "set every_n_epochs or every_minutes, not both",
+    if (every.every_n_epochs is None) == (every.every_minutes is None):
+        raise ConfigError("checkpoint", "set one of every_n_epochs and every_minutes, the other to null",
                           accepted=["every_n_epochs=N every_minutes=null", "every_n_epochs=null every_minutes=M"])
-    interval = None if every.every_minutes is None else datetime.timedelta(minutes=every.every_minutes)
+    if every.every_minutes is not None:
+        return TimedCheckpoint(folder / "last.ckpt", every.every_minutes)
     # no monitor and top-1: each save replaces the previous one, always named last.ckpt
     return ModelCheckpoint(dirpath=folder, filename="last", save_top_k=1, every_n_epochs=every.every_n_epochs,
-                           train_time_interval=interval, enable_version_counter=False)
+                           enable_version_counter=False)
+
+
+class TimedCheckpoint(Callback):
+    """Save `path` at the end of an epoch once `minutes` have passed since training started or last saved.
+
+    Lightning's `ModelCheckpoint` ignores its ``train_time_interval`` under manual optimisation, which every
+    ground-truth module uses, so the timer is kept here. The file is written under a temporary name and
+    renamed, so a kill mid-save leaves the previous checkpoint intact.
+    """
+
+    def __init__(self, path: Path, minutes: float) -> None:
+        self.path, self.seconds = Path(path), 60.0 * minutes
+        self.last_save = time.monotonic()
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.last_save = time.monotonic()
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if time.monotonic() - self.last_save < self.seconds:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.path.with_name(f".{self.path.name}.part")
+        trainer.save_checkpoint(partial)
+        os.replace(partial, self.path)
+        self.last_save = time.monotonic()
 
 
 def _resumable(checkpoint: Path) -> bool:
