@@ -118,8 +118,9 @@ def parse_genotype(text: str) -> tuple[tuple[str, int], ...]:
 class CellPopulation(nn.Module):
     """One step of many different cells at once; member p runs genotype p with its own weights.
 
-    Every op is computed for every node and the genotype's op picked by a one-hot mask; each node's input is
-    gathered by index. So P cells cost a few batched matmuls per node, never a Python loop over cells.
+    Each node computes only the ops some member uses there, and picks each member's op by a one-hot mask; its
+    input is gathered by index, or read directly when every member reads the same node. So P cells cost a few
+    batched matmuls per node, never a Python loop over cells, and a lone cell pays for nothing it does not run.
     """
 
     op_mask: Tensor
@@ -130,21 +131,48 @@ class CellPopulation(nn.Module):
         lengths = {len(genotype) for genotype in genotypes}
         if len(lengths) != 1:
             raise ConfigError("cells", f"all cells of a population need the same node count, got {sorted(lengths)}")
-        ops = torch.tensor([[OPS.index(op) for op, _ in genotype] for genotype in genotypes])
-        self.register_buffer("op_mask", F.one_hot(ops, len(OPS)).float())  # (P, N, ops)
-        self.register_buffer("sources", torch.tensor([[source for _, source in g] for g in genotypes]))  # (P, N)
         self.num_nodes = lengths.pop()
+        ops = torch.tensor([[OPS.index(op) for op, _ in genotype] for genotype in genotypes])  # (P, N)
+        sources = torch.tensor([[source for _, source in g] for g in genotypes])  # (P, N)
+        self.node_ops = [sorted(set(ops[:, node].tolist())) for node in range(self.num_nodes)]
+        self.shared_source = [int(sources[0, node]) if bool((sources[:, node] == sources[0, node]).all()) else None
+                              for node in range(self.num_nodes)]
+        self.register_buffer("op_mask", F.one_hot(ops, len(OPS)).float())  # (P, N, ops)
+        self.register_buffer("sources", sources)
 
-    def forward(self, x: Tensor, h: Tensor, w0: Tensor, ws: Tensor) -> Tensor:
+    def forward(self, x: Tensor, h: Tensor, w0: Tensor, ws: Sequence[Tensor]) -> Tensor:
         """The next hidden state (P, B, H) from inputs x (P, B, E), states h (P, B, H), node-0 weights
-        w0 (P, E + H, 2H) and node weights ws (P, N, H, 2H)."""
+        w0 (P, E + H, 2H) and node i's weights ws[i - 1] (P, H, 2H).
+
+        Callers unrolling many steps split their (P, N, H, 2H) tensor once with ``unbind(1)``: indexing it per
+        step would make autograd build a zero gradient of the whole tensor for every node of every step."""
         c, g = torch.bmm(torch.cat([x, h], -1), w0).chunk(2, -1)
-        states = [h + torch.sigmoid(c) * (torch.tanh(g) - h)]
+        states = [torch.lerp(h, torch.tanh(g), torch.sigmoid(c))]
         members = torch.arange(len(h), device=h.device)
         for node in range(self.num_nodes):
-            previous = torch.stack(states, 1)[members, self.sources[:, node]]  # (P, B, H)
-            c, g = torch.bmm(previous, ws[:, node]).chunk(2, -1)
-            candidates = torch.stack([torch.tanh(g), torch.relu(g), torch.sigmoid(g), g], -1)
-            activated = (candidates * self.op_mask[:, node, None, None, :]).sum(-1)
-            states.append(previous + torch.sigmoid(c) * (activated - previous))
+            source = self.shared_source[node]
+            if source is None:  # row (j, p) of the stacked states is node j of member p
+                rows = self.sources[:, node] * len(h) + members
+                previous = torch.stack(states).flatten(0, 1).index_select(0, rows)  # (P, B, H)
+            else:
+                previous = states[source]
+            c, g = torch.bmm(previous, ws[node]).chunk(2, -1)
+            states.append(torch.lerp(previous, self._activate(g, node), torch.sigmoid(c)))
         return torch.stack(states[1:]).mean(0)
+
+    def _activate(self, g: Tensor, node: int) -> Tensor:
+        """Each member's op of `node` applied to its pre-activation g (P, B, H): the sum of the ops present,
+        each weighted by its 0/1 mask column."""
+        present = self.node_ops[node]
+        if len(present) == 1:
+            return ACTIVATIONS[present[0]](g)
+        mask = self.op_mask[:, node, :, None, None]  # (P, ops, 1, 1)
+        first, *others = present
+        activated = ACTIVATIONS[first](g) * mask[:, first]
+        for op in others:
+            activated = torch.addcmul(activated, ACTIVATIONS[op](g), mask[:, op])
+        return activated
+
+
+ACTIVATIONS = (torch.tanh, torch.relu, torch.sigmoid, lambda g: g)
+"""The functions of `OPS`, in its order."""

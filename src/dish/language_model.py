@@ -13,6 +13,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dish.cells import RecurrentCell
@@ -45,20 +46,20 @@ class PopulationLanguageModel(nn.Module):
 
     def forward(self, tokens: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
         """Logits (P, batch, steps, vocab) for tokens (batch, steps), and the last state (P, batch, hidden)."""
-        embedded = self.embedding[:, tokens]  # (P, batch, steps, hidden)
+        node_weights = self.ws.unbind(1)
         outputs = []
-        for step in range(tokens.shape[1]):
-            state = self.cell(embedded[:, :, step], state, self.w0, self.ws)
+        for inputs in self.embedding[:, tokens].unbind(2):  # (P, batch, hidden) per step
+            state = self.cell(inputs, state, self.w0, node_weights)
             outputs.append(state)
-        hidden = torch.stack(outputs, 2)
-        logits = torch.einsum("pbth,pvh->pbtv", hidden, self.embedding) + self.decoder_bias[:, None, None, :]
-        return logits, state
+        hidden = torch.stack(outputs, 2).flatten(1, 2)  # (P, batch * steps, hidden)
+        logits = torch.baddbmm(self.decoder_bias[:, None, :], hidden, self.embedding.transpose(1, 2))
+        return logits.view(len(hidden), *tokens.shape, -1), state
 
 
 def member_losses(logits: Tensor, targets: Tensor) -> Tensor:
     """Mean next-token cross-entropy of each member: logits (P, batch, steps, vocab) -> (P,)."""
-    picked = logits.log_softmax(-1).gather(-1, targets.expand(len(logits), *targets.shape).unsqueeze(-1))
-    return -picked.mean((1, 2, 3))
+    losses = F.cross_entropy(logits.flatten(0, -2), targets.flatten().repeat(len(logits)), reduction="none")
+    return losses.view(len(logits), -1).mean(1)
 
 
 class LanguageModelGroundTruth(pl.LightningModule):

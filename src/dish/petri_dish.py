@@ -145,9 +145,9 @@ class PetriDish(pl.LightningModule):
         population = len(params[0])
         if self.recurrent:
             w0, ws, w_out, b_out = params
-            state = x.new_zeros(population, len(x), w_out.shape[1])
-            for step in range(x.shape[1]):
-                state = motifs(x[:, step].expand(population, -1, -1), state, w0, ws)
+            state, node_weights = x.new_zeros(population, len(x), w_out.shape[1]), ws.unbind(1)
+            for inputs in x.unbind(1):
+                state = motifs(inputs.expand(population, -1, -1), state, w0, node_weights)
             return torch.baddbmm(b_out, state, w_out)
         h = x.expand(population, *x.shape)
         layers = len(params) // 2
