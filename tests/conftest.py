@@ -46,9 +46,9 @@ def run_task_process(overrides: list[str], home: Path, timeout: float = 300,
                           capture_output=True, text=True, timeout=timeout, check=False)
 
 
-def start_task_process(overrides: list[str], home: Path) -> subprocess.Popen[str]:
+def start_task_process(overrides: list[str], home: Path, task: str = "ground_truth") -> subprocess.Popen[str]:
     """Start the task like `run_task_process` without waiting (for cheap runs that may overlap)."""
-    return subprocess.Popen([sys.executable, str(TASKS / "ground_truth.py"), *overrides], cwd=REPO, env=task_env(home),
+    return subprocess.Popen([sys.executable, str(TASKS / f"{task}.py"), *overrides], cwd=REPO, env=task_env(home),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -109,6 +109,16 @@ def run_compare(task_home: Path) -> Callable[..., subprocess.CompletedProcess[st
 
     def run(*overrides: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         return run_task_process(list(overrides), task_home, timeout, task="compare")
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def run_search(task_home: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """``run_search(*overrides)`` runs the search task in a subprocess; returns the CompletedProcess."""
+
+    def run(*overrides: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        return run_task_process(list(overrides), task_home, timeout, task="search")
 
     return run
 

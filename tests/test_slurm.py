@@ -115,3 +115,20 @@ def test_requeued_job_resumes_from_its_last_checkpoint(slurm_env, tmp_path, task
     assert proc.returncode == 0, proc.stderr[-3000:]
     for column in ("val_loss", "val_acc", "best_val_loss", "best_epoch", "train_steps"):
         assert rows[0][column] == read_store(reference)[0][column], column
+
+
+def test_search_sends_every_ground_truth_evaluation_as_a_slurm_job(slurm_env, tmp_path, task_home):
+    launcher = "['hydra.launcher.timeout_min=10','hydra.launcher.cpus_per_task=1','hydra.launcher.mem_gb=1']"
+    search = subprocess.run(
+        [sys.executable, str(TASKS / "search.py"), "data=digits", "logger=none", "threads=1", "trainer.max_epochs=3",
+         "search.predictor=random", "search.start.store=false", "search.start.random=2", "search.budget=2",
+         "search.candidates.slopes=12", "ground_truth.launcher=submitit_slurm",
+         f"ground_truth.launcher_overrides={launcher}", f"store.dir={tmp_path}", f"hydra.run.dir={tmp_path / 'run'}"],
+        cwd=REPO, env={**task_env(task_home), "SLURM_CONF": slurm_env["SLURM_CONF"]}, capture_output=True, text=True,
+        timeout=600, check=False)
+    assert search.returncode == 0, (search.stdout + search.stderr)[-3000:]
+    rows = read_csv_rows(tmp_path / "sigmoid_slope_digits.csv")
+    jobs = {row["slurm_job"] for row in rows}
+    assert len(rows) == 4 and len(jobs) == 4 and "" not in jobs  # 2 starting motifs, 2 picks: 4 SLURM jobs
+    for job in jobs:
+        assert _sacct_states(slurm_env, job) == {"COMPLETED"}

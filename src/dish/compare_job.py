@@ -36,14 +36,17 @@ class Predictor(Protocol):
     def predict(self, motifs: list[Motif]) -> np.ndarray: ...
 
 
-def make_predictor(name: str, cfg: DictConfig, motif_type: type[Motif], output_dir: Path) -> Predictor:
-    """The predictor called `name`, configured from ``cfg.dish`` or ``cfg.surrogates.<name>``."""
+def make_predictor(name: str, cfg: DictConfig, motif_type: type[Motif], seed: int,
+                   checkpoint_dir: Path | None = None) -> Predictor:
+    """The predictor called `name`, configured from ``cfg.dish`` or ``cfg.surrogates.<name>``; a dish with a
+    `checkpoint_dir` resumes an interrupted fit from there."""
     if name == "dish":
         options = OmegaConf.to_container(cfg.dish, resolve=True)
-        return DishPredictor(motif_type, checkpoint_dir=str(output_dir / "dish"), seed=cfg.seed, **options)
+        return DishPredictor(motif_type, checkpoint_dir=None if checkpoint_dir is None else str(checkpoint_dir),
+                             seed=seed, **options)
     if name in SURROGATES:
         options = OmegaConf.to_container(cfg.surrogates[name], resolve=True) if name in cfg.surrogates else {}
-        return SURROGATES[name](seed=cfg.seed, **options)
+        return SURROGATES[name](seed=seed, **options)
     raise ConfigError("predictors", f"unknown predictor {name!r}", accepted=["dish", *SURROGATES])
 
 
@@ -100,7 +103,8 @@ def run_compare(cfg: DictConfig) -> dict[str, Any]:
     table = load_table(cfg.gt.path, motif_type, cfg.gt.score)
     split = OmegaConf.to_container(cfg.split, resolve=True)
     train, heldout = split_table(table, seed=cfg.seed, **split)
-    predictors = {name: make_predictor(name, cfg, motif_type, output_dir) for name in cfg.predictors}
+    predictors = {name: make_predictor(name, cfg, motif_type, cfg.seed, output_dir / "dish")
+                  for name in cfg.predictors}
     report: dict[str, Any] = {"n_train": len(train), "n_heldout": len(heldout), "split": split,
                               "gt": {"path": str(cfg.gt.path), "score": cfg.gt.score}, "seed": cfg.seed,
                               "dish": OmegaConf.to_container(cfg.dish, resolve=True), "predictors": {}}

@@ -109,6 +109,10 @@ class PetriDish(pl.LightningModule):
         self.max_dish_loss = 0.0
         self.diverged_steps = 0
 
+    def synthetic_data(self) -> dict[str, Tensor]:
+        """The learned synthetic samples and targets, by state-dict name (what a warm start carries over)."""
+        return {name: getattr(self, name).detach().clone() for name in ("x_train", "x_val", "y_train", "y_val")}
+
     def _init_mlp(self, sizes: Sequence[int], init_scale: float | None, generator: torch.Generator) -> None:
         for index, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes)):
             if init_scale is None:  # PyTorch's nn.Linear scheme
@@ -230,23 +234,28 @@ class DishPredictor:
     The same interface as the surrogates (`fit`, `predict`, `name`). The outer step with the lowest outer loss
     is kept (Lightning's `ModelCheckpoint`) and restored after training. With a `checkpoint_dir`, the last
     outer step is saved too, and a fit of the same work that finds it (a requeued or rerun job) resumes from it
-    with the numbers of an uninterrupted fit (`resumed_from` says from which step).
+    with the numbers of an uninterrupted fit (`resumed_from` says from which step). With `warm_start`, each fit
+    after the first starts from the synthetic data the previous fit learned (a search refits every round).
     """
 
     name = "dish"
 
     def __init__(self, motif_type: type[Motif], steps: int = 200, gradient_clip_val: float = 1.0,
-                 checkpoint_dir: str | None = None, resume: bool = True, seed: int = 0,
+                 checkpoint_dir: str | None = None, resume: bool = True, seed: int = 0, warm_start: bool = False,
                  **dish_options: object) -> None:
         self.motif_type, self.steps, self.gradient_clip_val = motif_type, steps, gradient_clip_val
         self.checkpoint_dir, self.resume, self.seed, self.dish_options = checkpoint_dir, resume, seed, dish_options
+        self.warm_start = warm_start
         self.resumed_from: int | None = None
         self.dish: PetriDish | None = None
         self.last: DishScores | None = None
 
     def fit(self, motifs: Sequence[Motif], scores: np.ndarray) -> None:
         pl.seed_everything(self.seed, verbose=False)
+        previous = self.dish
         self.dish = PetriDish(self.motif_type, motifs, seed=self.seed, **self.dish_options)  # type: ignore[arg-type]
+        if self.warm_start and previous is not None:
+            self.dish.load_state_dict(previous.synthetic_data(), strict=False)
         with tempfile.TemporaryDirectory() as scratch:
             folder = Path(self.checkpoint_dir or scratch) / self.work_key(motifs, scores)
             last = folder / "last.ckpt"
@@ -268,10 +277,13 @@ class DishPredictor:
                 self.dish.load_state_dict(state)
 
     def work_key(self, motifs: Sequence[Motif], scores: np.ndarray) -> str:
-        """A digest of what the fit learns from (options, seed, motifs and scores; not the step budget), naming
-        its checkpoint folder: a rerun of the same fit resumes, any other fit starts afresh."""
-        work = json.dumps([self.dish_options, self.seed, [m.key for m in motifs], np.asarray(scores).tolist()],
-                          sort_keys=True, default=str)
+        """A digest of what the fit learns from (options, seed, motifs, scores and the synthetic data it starts
+        from; not the step budget), naming its checkpoint folder: a rerun of the same fit resumes, any other fit
+        starts afresh."""
+        start = self.dish.synthetic_data() if self.dish is not None else {}
+        start_digest = hashlib.sha256(b"".join(t.numpy().tobytes() for t in start.values())).hexdigest()
+        work = json.dumps([self.dish_options, self.seed, [m.key for m in motifs], np.asarray(scores).tolist(),
+                           start_digest], sort_keys=True, default=str)
         return hashlib.sha256(work.encode()).hexdigest()[:12]
 
     def predict(self, motifs: Sequence[Motif]) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Figures: the true score over the motif axis with every predictor's curve, training motifs marked."""
+"""Figures: predictors against the true score over the motif axis, and search curves."""
 
 from __future__ import annotations
 
@@ -42,6 +42,29 @@ def plot_comparison(table: GroundTruthTable, train: GroundTruthTable, curves: di
         axes.set_xscale("log")
     axes.set_xlabel(field if numeric else "motifs, best first by true score")
     axes.set_ylabel("score")
+    axes.legend(fontsize="small")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def plot_search(curves: dict[str, list[list[dict]]], path: Path, optimum: float | None = None) -> None:
+    """Write a PNG: the best true score found vs ground-truth evaluations spent, one line per strategy (the
+    median over its runs, the band from the lowest to the highest run), the known optimum dashed. A run that
+    stopped early (its target found) keeps its last best to the end."""
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    for name, runs in curves.items():
+        length = max(len(run) for run in runs)
+        values = np.array([[point["best_score"] for point in run] + [run[-1]["best_score"]] * (length - len(run))
+                           for run in runs], dtype=float)
+        spent = np.arange(length)
+        axes.plot(spent, np.median(values, axis=0), marker=".", label=f"{name} (median of {len(runs)})")
+        if len(runs) > 1:
+            axes.fill_between(spent, values.min(axis=0), values.max(axis=0), alpha=0.2)
+    if optimum is not None:
+        axes.axhline(optimum, color="black", linestyle="--", linewidth=1, label="best in the table")
+    axes.set_xlabel("ground-truth evaluations spent (after the starting motifs)")
+    axes.set_ylabel("best true score found (higher = better)")
     axes.legend(fontsize="small")
     figure.tight_layout()
     figure.savefig(path, dpi=120)

@@ -13,6 +13,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from dish.files import write_json_atomic
+from dish.search_report import format_search_report, write_search_report
 
 log = logging.getLogger(__name__)
 METRICS = ("spearman", "kendall", "zmse", "precision_at_k", "regret", "fit_seconds")
@@ -76,10 +77,14 @@ def write_report(directory: Path) -> list[dict[str, Any]]:
 
 
 class ReportCallback(Callback):
-    """Hydra callback: when a multirun ends, aggregate its comparisons into report.json and print the table."""
+    """Hydra callback: when a multirun ends, aggregate its comparisons into report.json (and its searches into
+    search_report.json) and print the tables."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         directory = Path(config.hydra.sweep.dir)
         table = write_report(directory)
         if table:
             log.info("report of %s\n%s", directory, format_table(table))
+        searches = write_search_report(directory)
+        if searches:
+            log.info("searches of %s\n%s", directory, format_search_report(searches))

@@ -1,0 +1,187 @@
+"""Ground-truth oracles of the search: a lookup table, or live training through the configured launcher.
+
+Both return scores oriented so that higher = better (NaN for a motif whose training failed) and count nothing
+themselves: the search counts what it asks for.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
+
+from dish.errors import ConfigError
+from dish.ground_truth_job import GROUND_TRUTH_SECTIONS, NOT_GROUND_TRUTH, run_ground_truth
+from dish.gt_table import SCORE_ORIENTATION, GroundTruthTable, load_table
+from dish.motifs import Motif
+from dish.provenance import config_hash
+from dish.runtime import instantiate_group
+from dish.store import GroundTruthStore
+
+log = logging.getLogger(__name__)
+ORACLES = ("live", "table")
+TASKS = Path(__file__).resolve().parents[2] / "tasks"
+# Groups and sections of tasks/ground_truth.py that a launched job must get exactly as this process has them.
+GROUPS = ("task", "data", "motif", "model", "optimizer", "trainer")
+SECTIONS = ("data", "model", "optimizer", "trainer", "checkpoint")
+
+
+class Oracle(Protocol):
+    pool: list[Motif] | None
+    """Every motif the oracle can score, or None when it can score any motif."""
+
+    def known(self) -> dict[str, tuple[Motif, float]]:
+        """Motifs whose scores cost nothing now (already computed), with their scores, by motif key."""
+        ...
+
+    def evaluate(self, motifs: Sequence[Motif], label: str) -> np.ndarray:
+        """The scores of `motifs`; `label` names the batch (e.g. the search round) in logs and folders."""
+        ...
+
+
+class TableOracle:
+    """Scores looked up in a ground-truth table: a search over a finished table runs in seconds."""
+
+    def __init__(self, table: GroundTruthTable) -> None:
+        self.table = table
+        self.pool = list(table.motifs)
+        self.scores = {motif.key: float(score) for motif, score in zip(table.motifs, table.scores, strict=True)}
+
+    def known(self) -> dict[str, tuple[Motif, float]]:
+        return {}
+
+    def evaluate(self, motifs: Sequence[Motif], label: str) -> np.ndarray:
+        missing = [motif.key for motif in motifs if motif.key not in self.scores]
+        if missing:
+            raise ConfigError("ground_truth.table", f"has no row for {missing[0]}")
+        return np.array([self.scores[motif.key] for motif in motifs])
+
+
+class LiveOracle:
+    """Ground truth trained now and written to the store of tasks/ground_truth.py (a motif already stored under
+    the same config is read, never retrained).
+
+    `launcher` ``population`` trains all motifs of a batch as one population in this process; any other value
+    is a Hydra launcher (``basic``, ``joblib``, ``submitit_slurm``, ``slurm``, ...): the batch becomes a multirun
+    of tasks/ground_truth.py with one job per motif, under ``<sweep_root>/<label>``.
+    """
+
+    pool = None
+
+    def __init__(self, cfg: DictConfig, score: str, launcher: str, launcher_overrides: Sequence[str],
+                 sweep_root: Path) -> None:
+        if score not in SCORE_ORIENTATION:
+            raise ConfigError("ground_truth.score", f"unknown score column {score!r}", accepted=list(SCORE_ORIENTATION))
+        self.cfg, self.score, self.launcher = cfg, score, launcher
+        self.launcher_overrides, self.sweep_root = list(launcher_overrides), sweep_root
+        self.motif_type = type(_first_motif(cfg))
+        self.store = GroundTruthStore(Path(cfg.store.path).resolve(), self.motif_type)
+        self.spec = config_hash(cfg, GROUND_TRUTH_SECTIONS, NOT_GROUND_TRUTH)
+
+    def known(self) -> dict[str, tuple[Motif, float]]:
+        """Every motif stored under this config, with its score (NaN where its training failed)."""
+        known = {}
+        for row in self.store.read():
+            if row.get("config_hash") != self.spec:
+                continue
+            ok = row.get("status") in (None, "", "ok")
+            value = float(row.get(self.score) or "nan") if ok else math.nan
+            known[self.store.motif_key(row)] = (self.motif_type.decode(row), SCORE_ORIENTATION[self.score] * value)
+        return known
+
+    def evaluate(self, motifs: Sequence[Motif], label: str) -> np.ndarray:
+        todo = [motif for motif in motifs if motif.key not in self.known()]
+        if todo:
+            if self.launcher == "population":
+                self._train_population(todo)
+            else:
+                self._launch(todo, label)
+        known = self.known()
+        lost = [motif.key for motif in motifs if motif.key not in known]
+        if lost:
+            log.warning("no ground truth came back for %d motif(s), counted as failed: %s", len(lost), lost)
+        return np.array([known[motif.key][1] if motif.key in known else math.nan for motif in motifs])
+
+    def _train_population(self, motifs: Sequence[Motif]) -> None:
+        job = copy.deepcopy(self.cfg)
+        with open_dict(job):
+            job.population[self.motif_type.population_field] = [_only_value(motif) for motif in motifs]
+            job.logger = None  # the search's own W&B run covers it
+        run_ground_truth(job)
+
+    def _launch(self, motifs: Sequence[Motif], label: str) -> None:
+        field = next(iter(motifs[0].encode()))
+        values = ",".join(override_value(_only_value(motif)) for motif in motifs)
+        command = [sys.executable, str(TASKS / "ground_truth.py"), "-m", f"hydra/launcher={self.launcher}",
+                   f"hydra.sweep.dir={self.sweep_root / label}", "logger=none", *self._job_overrides(),
+                   f"motif.{field}={values}", *self.launcher_overrides]
+        log.info("launching %d ground-truth job(s): %s", len(motifs), " ".join(command[1:]))
+        finished = subprocess.run(command, check=False)
+        if finished.returncode != 0:
+            log.warning("the ground-truth multirun exited with %d; what it stored is used", finished.returncode)
+
+    def _job_overrides(self) -> list[str]:
+        """This process's ground-truth config as overrides of tasks/ground_truth.py: group choices, then every
+        value of the sections that define a ground-truth number, the seed, threads and the store."""
+        choices = HydraConfig.get().runtime.choices
+        overrides = [f"{group}={choices[group]}" for group in GROUPS if choices.get(group)]
+        for section in SECTIONS:
+            for key, value in _leaves(OmegaConf.to_container(self.cfg[section], resolve=True), section):
+                if key.rpartition(".")[2] not in ("_target_", "_partial_") and key not in NOT_GROUND_TRUTH:
+                    overrides.append(f"{key}={override_value(value)}")
+        return [*overrides, f"seed={self.cfg.seed}", f"threads={override_value(self.cfg.threads)}",
+                f"store.path={override_value(str(self.store.path))}"]
+
+
+def make_oracle(cfg: DictConfig, sweep_root: Path) -> Oracle:
+    """The oracle named by ``ground_truth.oracle``."""
+    settings = cfg.ground_truth
+    if settings.oracle == "table":
+        if not settings.table:
+            raise ConfigError("ground_truth.table", "the table oracle needs the path of a ground-truth CSV")
+        return TableOracle(load_table(settings.table, type(_first_motif(cfg)), settings.score))
+    if settings.oracle == "live":
+        return LiveOracle(cfg, settings.score, settings.launcher, settings.launcher_overrides, sweep_root)
+    raise ConfigError("ground_truth.oracle", f"unknown oracle {settings.oracle!r}", accepted=ORACLES)
+
+
+def override_value(value: Any) -> str:
+    """`value` written in Hydra's override grammar."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list | tuple | ListConfig):
+        return "[" + ",".join(override_value(item) for item in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{key}:{override_value(item)}" for key, item in value.items()) + "}"
+    escaped = str(value).replace("\\", "\\\\").replace("'", "\\'")
+    return f"'{escaped}'"
+
+
+def _leaves(node: Any, prefix: str) -> Iterator[tuple[str, Any]]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _leaves(value, f"{prefix}.{key}")
+    else:
+        yield prefix, node
+
+
+def _first_motif(cfg: DictConfig) -> Motif:
+    return instantiate_group(cfg, "motif")
+
+
+def _only_value(motif: Motif) -> Any:
+    (value,) = motif.encode().values()
+    return value

@@ -1,0 +1,326 @@
+"""Architecture search with a predictor in the loop: fit it on what is known, score every candidate in one
+batched call, send the predicted best (plus one random pick) to ground truth, repeat until the budget is spent.
+
+The ledger (JSON, rewritten atomically after every step) holds every evaluation and the picks of the round in
+flight, so an interrupted search continues where it stopped: picks already trained are read back from the store,
+never retrained.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from hydra.utils import get_class
+from omegaconf import DictConfig, OmegaConf
+
+from dish.cells import RecurrentCell
+from dish.compare_job import Predictor, make_predictor
+from dish.errors import ConfigError
+from dish.files import write_json_atomic
+from dish.motifs import Motif, SigmoidSlope
+from dish.oracles import Oracle, make_oracle
+from dish.petri_dish import DishPredictor
+from dish.plots import plot_search
+from dish.runtime import configure_torch, finish_logger, make_logger
+from dish.surrogates import SURROGATES
+
+log = logging.getLogger(__name__)
+STOP_TARGETS = ("best", "top_fraction")
+PREDICTORS = ("dish", *SURROGATES, "random")
+"""What `search.predictor` accepts: the dish, a surrogate, or none (random search)."""
+
+
+@dataclass
+class Evaluation:
+    """One ground-truth evaluation of the search: round 0 holds the starting motifs, which cost no budget."""
+
+    key: str
+    motif: dict[str, Any]
+    score: float  # higher = better; NaN when training failed
+    round: int
+    why: str  # start | predicted | explore | random
+
+
+class Ledger:
+    """The search's evaluations and in-flight picks, in one JSON file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        content = json.loads(path.read_text()) if path.exists() else {}
+        self.evaluations = [Evaluation(**entry) for entry in content.get("evaluations", [])]
+        self.pending: list[dict[str, Any]] = content.get("pending", [])
+
+    def save(self) -> None:
+        write_json_atomic(self.path, {"evaluations": [asdict(e) for e in self.evaluations], "pending": self.pending})
+
+    @property
+    def spent(self) -> int:
+        return sum(e.round > 0 for e in self.evaluations)
+
+    @property
+    def round(self) -> int:
+        return max((e.round for e in self.evaluations), default=0)
+
+
+def candidates(cfg: DictConfig, motif_type: type[Motif], oracle: Oracle, ledger: Ledger,
+               rng: random.Random) -> list[Motif]:
+    """The motifs a round may pick, none evaluated yet: the oracle's whole pool where it has one (a table), else
+    the slope grid (1-D motifs), else fresh random cells plus mutations of the best cells so far."""
+    settings = cfg.search.candidates
+    if oracle.pool is not None:
+        pool = oracle.pool
+    elif issubclass(motif_type, RecurrentCell):
+        ranked = sorted((e for e in ledger.evaluations if math.isfinite(e.score)), key=lambda e: -e.score)
+        parents = [RecurrentCell(e.motif["genotype"]) for e in ranked[:settings.parents]]
+        pool = [RecurrentCell.sample(rng) for _ in range(settings.random)]
+        pool += [rng.choice(parents).mutate(rng) for _ in range(settings.mutations if parents else 0)]
+    elif issubclass(motif_type, SigmoidSlope):
+        grid = np.logspace(math.log10(settings.slope_min), math.log10(settings.slope_max), settings.slopes)
+        pool = [SigmoidSlope(float(f"{slope:.4g}")) for slope in grid]
+    else:
+        raise ConfigError("motif", f"no candidate generator for {motif_type.kind}", accepted=["sigmoid_slope",
+                                                                                              "rnn_cell"])
+    seen = {e.key for e in ledger.evaluations}
+    unique = {motif.key: motif for motif in pool if motif.key not in seen}
+    return list(unique.values())
+
+
+def choose(predictor: Predictor | None, ledger: Ledger, pool: list[Motif], top_k: int, explore: int, left: int,
+           rng: random.Random) -> list[tuple[Motif, str]]:
+    """At most `left` motifs of `pool`: the `top_k` the predictor scores best and `explore` random others
+    (``top_k + explore`` random ones without a predictor: random search)."""
+    picks = min(top_k + explore, left, len(pool))
+    if predictor is None:
+        return [(motif, "random") for motif in rng.sample(pool, picks)]
+    known = [e for e in ledger.evaluations if math.isfinite(e.score)]
+    motif_type = type(pool[0])
+    predictor.fit([motif_type.decode(e.motif) for e in known], np.array([e.score for e in known]))
+    predicted = predictor.predict(pool)
+    order = np.argsort(np.where(np.isfinite(predicted), -predicted, np.inf), kind="stable")
+    best = min(top_k, picks)
+    rest = [pool[i] for i in order[best:]]
+    return ([(pool[i], "predicted") for i in order[:best]]
+            + [(motif, "explore") for motif in rng.sample(rest, picks - best)])
+
+
+def best_curve(evaluations: list[Evaluation]) -> list[dict[str, Any]]:
+    """The best true score found so far, after the starting motifs (spent 0) and after each budgeted one."""
+    best: Evaluation | None = None
+    curve = []
+
+    def point(spent: int) -> dict[str, Any]:
+        return {"spent": spent, "best_score": best.score if best else -math.inf,
+                "best_motif": best.motif if best else None}
+
+    for e in [e for e in evaluations if e.round == 0]:
+        if math.isfinite(e.score) and (best is None or e.score > best.score):
+            best = e
+    curve.append(point(0))
+    for spent, e in enumerate((e for e in evaluations if e.round > 0), start=1):
+        if math.isfinite(e.score) and (best is None or e.score > best.score):
+            best = e
+        curve.append(point(spent))
+    return curve
+
+
+def reached(curve: list[dict[str, Any]], threshold: float) -> int | None:
+    """Budgeted evaluations spent when the best score first reached `threshold` (None: never)."""
+    return next((point["spent"] for point in curve if point["best_score"] >= threshold), None)
+
+
+def ledger_path(cfg: DictConfig) -> Path:
+    """Where this search keeps its ledger: named by a digest of everything that decides its picks, so a rerun
+    of the same command continues (also with a larger budget) and any other search starts afresh."""
+    if cfg.search.ledger:
+        return Path(cfg.search.ledger)
+    decided_by = OmegaConf.to_container(OmegaConf.masked_copy(cfg, ["search", "ground_truth", "dish", "surrogates",
+                                                                     "data", "model", "optimizer", "trainer",
+                                                                     "motif", "seed"]), resolve=False)
+    for reporting_only in ("ledger", "budget", "tolerance", "top_fraction"):
+        decided_by["search"].pop(reporting_only, None)
+    digest = hashlib.sha256(json.dumps(decided_by, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return Path(cfg.store.dir) / "searches" / f"{cfg.search.predictor}-seed{cfg.search.seed}-{digest}.json"
+
+
+def run_search(cfg: DictConfig) -> dict[str, Any]:
+    """Search until ``search.budget`` ground-truth evaluations are spent; write search.json and search.png."""
+    settings = cfg.search
+    if settings.predictor not in PREDICTORS:
+        raise ConfigError("search.predictor", f"unknown predictor {settings.predictor!r}", accepted=PREDICTORS)
+    for field in ("budget", "top_k"):
+        if not (isinstance(settings[field], int) and settings[field] > 0):
+            raise ConfigError(f"search.{field}", f"must be a positive integer, got {settings[field]!r}")
+    if not (isinstance(settings.explore, int) and settings.explore >= 0):
+        raise ConfigError("search.explore", f"must be a non-negative integer, got {settings.explore!r}")
+    configure_torch(settings.seed, cfg.threads)
+    output_dir = Path(cfg.paths.output_dir)
+    motif_type: type[Motif] = get_class(cfg.motif._target_)
+    oracle = make_oracle(cfg, output_dir / "ground_truth")
+    ledger = Ledger(ledger_path(cfg))
+    if ledger.evaluations or ledger.pending:
+        log.info("continuing the search in %s: %d evaluation(s) done, %d of %d budgeted", ledger.path,
+                 len(ledger.evaluations), ledger.spent, settings.budget)
+    predictor = None
+    if settings.predictor != "random":
+        predictor = make_predictor(settings.predictor, cfg, motif_type, settings.seed)
+        if isinstance(predictor, DishPredictor):
+            predictor.warm_start = settings.warm_start
+    logger = make_logger(cfg)
+    failed = True
+    try:
+        start = time.perf_counter()
+        if not ledger.evaluations and not ledger.pending:
+            _start(cfg, motif_type, oracle, ledger)
+        while True:
+            if ledger.pending:
+                _evaluate_pending(motif_type, oracle, ledger)
+            left = settings.budget - ledger.spent
+            if left <= 0 or _target_reached(oracle, ledger, settings):
+                break
+            rng = random.Random(f"{settings.seed}-{ledger.round + 1}")
+            pool = candidates(cfg, motif_type, oracle, ledger, rng)
+            if not pool:
+                log.info("every candidate is evaluated: stopping with %d of %d budgeted", ledger.spent,
+                         settings.budget)
+                break
+            picks = choose(predictor, ledger, pool, settings.top_k, settings.explore, left, rng)
+            ledger.pending = [{"motif": m.encode(), "why": why, "round": ledger.round + 1} for m, why in picks]
+            ledger.save()
+        result = _result(cfg, oracle, ledger, time.perf_counter() - start)
+        write_json_atomic(output_dir / "search.json", result)
+        plot_search({result["label"]: [result["curve"]]}, output_dir / "search.png", result.get("pool_best"))
+        _log(logger, result, output_dir)
+        failed = False
+    finally:
+        finish_logger(logger, failed)
+    log.info("best motif after %d evaluation(s): %s (score %.4f)%s", result["spent"], result["best_motif"],
+             result["best_score"], _reach_line(result))
+    return result
+
+
+def _start(cfg: DictConfig, motif_type: type[Motif], oracle: Oracle, ledger: Ledger) -> None:
+    """Round 0: the motifs already known (the store, or a table's flagged rows) and ``search.start.random``
+    random candidates, evaluated before the budget starts."""
+    start = cfg.search.start
+    known = list(oracle.known().values()) if start.store else []
+    if start.flag is not None:
+        table = getattr(oracle, "table", None)
+        if table is None or start.flag not in table.extra:
+            raise ConfigError("search.start.flag", f"{start.flag!r} is not a 0/1 column of ground_truth.table")
+        known += [(motif, float(score)) for motif, score, flag in
+                  zip(table.motifs, table.scores, table.extra[start.flag], strict=True) if flag == 1]
+    for motif, score in known:
+        ledger.evaluations.append(Evaluation(motif.key, motif.encode(), score, 0, "start"))
+    rng = random.Random(f"{cfg.search.seed}-0")
+    pool = candidates(cfg, motif_type, oracle, ledger, rng)
+    ledger.pending = [{"motif": m.encode(), "why": "start", "round": 0}
+                      for m in rng.sample(pool, min(start.random, len(pool)))]
+    if not ledger.evaluations and not ledger.pending:
+        raise ConfigError("search.start", "starts from nothing: set search.start.random, or start.flag with a "
+                          "table, or start.store with a store that has rows for this config")
+    ledger.save()
+
+
+def _evaluate_pending(motif_type: type[Motif], oracle: Oracle, ledger: Ledger) -> None:
+    motifs = [motif_type.decode(entry["motif"]) for entry in ledger.pending]
+    label = f"round_{ledger.pending[0]['round']}"
+    scores = oracle.evaluate(motifs, label)
+    for motif, entry, score in zip(motifs, ledger.pending, scores, strict=True):
+        ledger.evaluations.append(Evaluation(motif.key, motif.encode(), float(score), entry["round"], entry["why"]))
+        log.info("%s %s: %s = %.4f", label, entry["why"], motif.key, score)
+    ledger.pending = []
+    ledger.save()
+
+
+def _target_reached(oracle: Oracle, ledger: Ledger, settings: DictConfig) -> bool:
+    """Whether a table search asked to stop at a target (``stop_at``) has found it: a motif within `tolerance`
+    of the table's best (``best``), or one of its top `top_fraction` (``top_fraction``)."""
+    table = getattr(oracle, "table", None)
+    if settings.stop_at is None or table is None:
+        return False
+    if settings.stop_at not in STOP_TARGETS:
+        raise ConfigError("search.stop_at", f"unknown target {settings.stop_at!r}", accepted=[*STOP_TARGETS, None])
+    best = max((e.score for e in ledger.evaluations if math.isfinite(e.score)), default=-math.inf)
+    return best >= _thresholds(table.scores, settings)[settings.stop_at]
+
+
+def _thresholds(scores: np.ndarray, settings: DictConfig) -> dict[str, float]:
+    """The scores that count as having found the table's best, and its top fraction."""
+    ranked = np.sort(scores)[::-1]
+    top = ranked[max(math.ceil(settings.top_fraction * len(ranked)) - 1, 0)]
+    return {"best": float(ranked[0] - settings.tolerance), "top_fraction": float(top)}
+
+
+def _result(cfg: DictConfig, oracle: Oracle, ledger: Ledger, seconds: float) -> dict[str, Any]:
+    evaluations = ledger.evaluations
+    curve = best_curve(evaluations)
+    finite = [e for e in evaluations if math.isfinite(e.score)]
+    best = max(finite, key=lambda e: e.score) if finite else None
+    result: dict[str, Any] = {
+        "predictor": cfg.search.predictor, "strategy": _strategy(cfg.search.predictor), "label": _label(cfg),
+        "seed": cfg.search.seed, "budget": cfg.search.budget,
+        "spent": ledger.spent, "started_with": sum(e.round == 0 for e in evaluations),
+        "best_motif": best.motif if best else None, "best_score": best.score if best else math.nan,
+        "curve": curve, "evaluations": [asdict(e) for e in evaluations], "ledger": str(ledger.path),
+        "seconds": seconds,
+    }
+    table = getattr(oracle, "table", None)
+    if table is not None:  # a table knows its optimum: how fast was it reached?
+        thresholds = _thresholds(table.scores, cfg.search)
+        result.update(pool_best=float(table.scores.max()), pool_size=len(table),
+                      evals_to_best=reached(curve, thresholds["best"]),
+                      evals_to_top_fraction=reached(curve, thresholds["top_fraction"]),
+                      top_fraction=cfg.search.top_fraction)
+    return result
+
+
+def _strategy(predictor: str) -> str:
+    """dish, surrogate or random."""
+    return predictor if predictor in ("dish", "random") else "surrogate"
+
+
+def _label(cfg: DictConfig) -> str:
+    """The strategy as reports name it: the surrogate by its model, the dish by its size."""
+    predictor = cfg.search.predictor
+    if predictor == "dish":
+        return f"dish{list(cfg.dish.sizes)}"
+    return "random" if predictor == "random" else f"surrogate:{predictor}"
+
+
+def _reach_line(result: dict[str, Any]) -> str:
+    if "pool_best" not in result:
+        return ""
+    return (f"; within {result['pool_best'] - result['best_score']:.4g} of the table's best; reached the best "
+            f"after {result['evals_to_best']} and the top {result['top_fraction']:.0%} after "
+            f"{result['evals_to_top_fraction']} evaluation(s)")
+
+
+def _log(logger: Any, result: dict[str, Any], output_dir: Path) -> None:
+    if logger is None:
+        return
+    for point in result["curve"]:
+        logger.log_metrics({"search/best_score": point["best_score"]}, step=point["spent"])
+    summary = {f"final/{key}": value for key, value in result.items() if isinstance(value, int | float)}
+    logger.log_metrics(summary)
+    from pytorch_lightning.loggers import WandbLogger
+
+    if isinstance(logger, WandbLogger):
+        import wandb
+
+        rows = [[e["round"], e["why"], e["key"], e["score"]] for e in result["evaluations"]]
+        evaluations = wandb.Table(columns=["round", "why", "motif", "score"], data=rows)
+        curve = wandb.Table(columns=["spent", "best_score"],
+                            data=[[p["spent"], p["best_score"]] for p in result["curve"]])
+        logger.experiment.log({"evaluations": evaluations,
+                               "best_vs_spent": wandb.plot.line(curve, "spent", "best_score",
+                                                                title="best true score vs evaluations"),
+                               "search": wandb.Image(str(output_dir / "search.png"))})

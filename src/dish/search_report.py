@@ -1,0 +1,68 @@
+"""Aggregate the searches of a multirun: per strategy, the evaluations needed and the best-so-far curves."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dish.files import write_json_atomic
+from dish.plots import plot_search
+
+REACHED = ("evals_to_best", "evals_to_top_fraction")
+
+
+def collect_searches(directory: Path) -> dict[str, list[dict[str, Any]]]:
+    """The search.json files under `directory`, grouped by strategy (the surrogate strategy by its model)."""
+    runs: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for path in sorted(directory.rglob("search.json")):
+        result = json.loads(path.read_text())
+        runs[result["label"]].append(result)
+    return dict(runs)
+
+
+def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Median and range of the evaluations each run needed (a run that never got there counts as needing more
+    than its budget: the median is then reported as None when over half of the runs never got there)."""
+    summary: dict[str, Any] = {"runs": len(runs), "budget": runs[0]["budget"],
+                               "best_score_median": float(np.median([r["best_score"] for r in runs]))}
+    for name in REACHED:
+        if name not in runs[0]:
+            continue
+        needed = sorted(r[name] if r[name] is not None else np.inf for r in runs)
+        median = float(np.median(needed))
+        summary[f"{name}_median"] = median if np.isfinite(median) else None
+        summary[f"{name}_never"] = int(sum(np.isinf(n) for n in needed))
+        summary[f"{name}_all"] = [None if np.isinf(n) else int(n) for n in needed]
+    return summary
+
+
+def write_search_report(directory: Path) -> dict[str, dict[str, Any]]:
+    """Write search_report.json and search_report.png (every strategy's curve over its runs) in `directory`."""
+    runs = collect_searches(directory)
+    if not runs:
+        return {}
+    report = {label: summarize(members) for label, members in sorted(runs.items())}
+    write_json_atomic(directory / "search_report.json", report)
+    optimum = next((r.get("pool_best") for members in runs.values() for r in members), None)
+    plot_search({label: [r["curve"] for r in members] for label, members in sorted(runs.items())},
+                directory / "search_report.png", optimum)
+    return report
+
+
+def format_search_report(report: dict[str, dict[str, Any]]) -> str:
+    """One line per strategy: runs, median best score, median evaluations to the best and to the top fraction
+    (``>budget`` when over half of the runs never got there) and how many runs never got there."""
+    lines = [f"{'strategy':<26}{'runs':>5}{'median best':>14}{'evals to best':>15}{'never':>7}"
+             f"{'evals to top':>14}{'never':>7}"]
+    for label, row in report.items():
+        cells = []
+        for name, width in (("evals_to_best", 15), ("evals_to_top_fraction", 14)):
+            value = row.get(f"{name}_median", "")
+            shown = f">{row['budget']}" if value is None else str(value)
+            cells.append(f"{shown:>{width}}{row.get(f'{name}_never', ''):>7}")
+        lines.append(f"{label:<26}{row['runs']:>5}{row['best_score_median']:>14.4f}{''.join(cells)}")
+    return "\n".join(lines)
