@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.loggers import Logger, WandbLogger
 
 from dish.cells import RecurrentCell
 from dish.compare_job import Predictor, make_predictor
@@ -304,15 +305,15 @@ def _reach_line(result: dict[str, Any]) -> str:
             f"{result['evals_to_top_fraction']} evaluation(s)")
 
 
-def _log(logger: Any, result: dict[str, Any], output_dir: Path) -> None:
+def _log(logger: Logger | None, result: dict[str, Any], output_dir: Path) -> None:
+    """The curve as a metric over evaluations spent, the final numbers, and with W&B a table of evaluations, a
+    line plot and the figure."""
     if logger is None:
         return
     for point in result["curve"]:
         logger.log_metrics({"search/best_score": point["best_score"]}, step=point["spent"])
     summary = {f"final/{key}": value for key, value in result.items() if isinstance(value, int | float)}
     logger.log_metrics(summary)
-    from pytorch_lightning.loggers import WandbLogger
-
     if isinstance(logger, WandbLogger):
         import wandb
 
