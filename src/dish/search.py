@@ -290,10 +290,11 @@ def _strategy(predictor: str) -> str:
 
 
 def _label(cfg: DictConfig) -> str:
-    """The strategy as reports name it: the surrogate by its model, the dish by its size."""
+    """The strategy as reports name it: the surrogate by its model, the dish by its size, inner steps and rate
+    (as in the comparison's report)."""
     predictor = cfg.search.predictor
     if predictor == "dish":
-        return f"dish{list(cfg.dish.sizes)}"
+        return f"dish{list(cfg.dish.sizes)}x{cfg.dish.inner_steps}@{cfg.dish.inner_lr}"
     return "random" if predictor == "random" else f"surrogate:{predictor}"
 
 
