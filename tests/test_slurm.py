@@ -64,10 +64,17 @@ def _sweep(env: dict[str, str], home: Path, overrides: list[str]) -> subprocess.
                             env=run_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def _sacct_states(env: dict[str, str], job: str) -> set[str]:
-    out = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "State", "-j", job], env=env, capture_output=True,
-                         text=True, timeout=30, check=True).stdout
-    return {line.strip() for line in out.splitlines() if line.strip()}
+def _sacct_states(env: dict[str, str], job: str, settle_seconds: float = 60) -> set[str]:
+    """The job's states in SLURM's accounting, once they are final: slurmdbd records a job's end a moment after
+    the job (and submitit, which reads squeue) has seen it."""
+    deadline = time.monotonic() + settle_seconds
+    while True:
+        out = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "State", "-j", job], env=env, capture_output=True,
+                             text=True, timeout=30, check=True).stdout
+        states = {line.strip() for line in out.splitlines() if line.strip()}
+        if not states & {"PENDING", "RUNNING", "COMPLETING"} or time.monotonic() > deadline:
+            return states
+        time.sleep(1)
 
 
 def test_sweep_runs_as_slurm_jobs_and_fills_the_store(slurm_env, tmp_path, task_home):
