@@ -24,7 +24,6 @@ from dish.ground_truth_job import GROUND_TRUTH_SECTIONS, NOT_GROUND_TRUTH, run_g
 from dish.gt_table import SCORE_ORIENTATION, GroundTruthTable, load_table
 from dish.motifs import Motif
 from dish.provenance import config_hash
-from dish.runtime import instantiate_group
 from dish.store import GroundTruthStore
 
 log = logging.getLogger(__name__)
@@ -77,13 +76,13 @@ class LiveOracle:
 
     pool = None
 
-    def __init__(self, cfg: DictConfig, score: str, launcher: str, launcher_overrides: Sequence[str],
-                 sweep_root: Path) -> None:
+    def __init__(self, cfg: DictConfig, motif_type: type[Motif], score: str, launcher: str,
+                 launcher_overrides: Sequence[str], sweep_root: Path) -> None:
         if score not in SCORE_ORIENTATION:
             raise ConfigError("ground_truth.score", f"unknown score column {score!r}", accepted=list(SCORE_ORIENTATION))
         self.cfg, self.score, self.launcher = cfg, score, launcher
         self.launcher_overrides, self.sweep_root = list(launcher_overrides), sweep_root
-        self.motif_type = type(_first_motif(cfg))
+        self.motif_type = motif_type
         self.store = GroundTruthStore(Path(cfg.store.path).resolve(), self.motif_type)
         self.spec = config_hash(cfg, GROUND_TRUTH_SECTIONS, NOT_GROUND_TRUTH)
 
@@ -99,7 +98,8 @@ class LiveOracle:
         return known
 
     def evaluate(self, motifs: Sequence[Motif], label: str) -> np.ndarray:
-        todo = [motif for motif in motifs if motif.key not in self.known()]
+        stored = self.known()  # one read of the store, not one per motif
+        todo = [motif for motif in motifs if motif.key not in stored]
         if todo:
             if self.launcher == "population":
                 self._train_population(todo)
@@ -142,15 +142,15 @@ class LiveOracle:
                 f"store.path={override_value(str(self.store.path))}"]
 
 
-def make_oracle(cfg: DictConfig, sweep_root: Path) -> Oracle:
+def make_oracle(cfg: DictConfig, motif_type: type[Motif], sweep_root: Path) -> Oracle:
     """The oracle named by ``ground_truth.oracle``."""
     settings = cfg.ground_truth
     if settings.oracle == "table":
         if not settings.table:
             raise ConfigError("ground_truth.table", "the table oracle needs the path of a ground-truth CSV")
-        return TableOracle(load_table(settings.table, type(_first_motif(cfg)), settings.score))
+        return TableOracle(load_table(settings.table, motif_type, settings.score))
     if settings.oracle == "live":
-        return LiveOracle(cfg, settings.score, settings.launcher, settings.launcher_overrides, sweep_root)
+        return LiveOracle(cfg, motif_type, settings.score, settings.launcher, settings.launcher_overrides, sweep_root)
     raise ConfigError("ground_truth.oracle", f"unknown oracle {settings.oracle!r}", accepted=ORACLES)
 
 
@@ -176,10 +176,6 @@ def _leaves(node: Any, prefix: str) -> Iterator[tuple[str, Any]]:
             yield from _leaves(value, f"{prefix}.{key}")
     else:
         yield prefix, node
-
-
-def _first_motif(cfg: DictConfig) -> Motif:
-    return instantiate_group(cfg, "motif")
 
 
 def _only_value(motif: Motif) -> Any:

@@ -165,7 +165,7 @@ def run_search(cfg: DictConfig) -> dict[str, Any]:
     configure_torch(settings.seed, cfg.threads)
     output_dir = Path(cfg.paths.output_dir)
     motif_type: type[Motif] = get_class(cfg.motif._target_)
-    oracle = make_oracle(cfg, output_dir / "ground_truth")
+    oracle = make_oracle(cfg, motif_type, output_dir / "ground_truth")
     ledger = Ledger(ledger_path(cfg))
     if ledger.evaluations or ledger.pending:
         log.info("continuing the search in %s: %d evaluation(s) done, %d of %d budgeted", ledger.path,
