@@ -6,11 +6,16 @@ import math
 import random
 
 import pytest
+import pytorch_lightning as pl
 import torch
+from omegaconf import OmegaConf
+from pytorch_lightning.callbacks import ModelCheckpoint
 
+import dish.language_model
 from dish.cells import RecurrentCell
 from dish.corpus import batchify, embedded_corpus
-from dish.language_model import LanguageModelGroundTruth, fit_language_models
+from dish.language_model import LanguageModelGroundTruth, PopulationLanguageModel, fit_language_models
+from dish.text_data import StreamEpochs
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +51,50 @@ def test_population_equals_each_cell_trained_alone(corpus, streams):
     assert len({round(row["val_loss"], 4) for row in together}) == 3  # different cells, different numbers
 
 
+def test_decoder_blocks_change_no_loss_or_gradient(corpus, streams, monkeypatch):
+    cells = [RecurrentCell.sample(random.Random(seed)) for seed in range(5)]
+    inputs, targets = streams[0][:, :10], streams[0][:, 1:11]
+    blocks = []
+    one_block = dish.language_model.decoder_losses
+    monkeypatch.setattr(dish.language_model, "decoder_losses", lambda *a: blocks.append(len(a[0])) or one_block(*a))
+
+    def losses_and_grads(block_bytes: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        monkeypatch.setattr(dish.language_model, "DECODER_BLOCK_BYTES", block_bytes)
+        net = PopulationLanguageModel(cells, len(corpus.vocab), hidden=8)
+        losses, _ = net(inputs, targets, net.initial_state(len(inputs)))
+        losses.sum().backward()
+        return losses.detach(), [p.grad for p in net.parameters()]
+
+    logits_bytes = inputs.numel() * len(corpus.vocab) * 4  # one member's logits block
+    whole, whole_grads = losses_and_grads(10 * logits_bytes)
+    pairs, pair_grads = losses_and_grads(2 * logits_bytes)
+    assert blocks == [5, 2, 2, 1]
+    assert torch.allclose(pairs, whole, atol=1e-6, rtol=0)
+    for pair, one in zip(pair_grads, whole_grads, strict=True):
+        assert torch.allclose(pair, one, atol=1e-6, rtol=0)
+
+
+@pytest.mark.filterwarnings("ignore:Checkpoint directory .* exists and is not empty")  # we resume from it
+def test_resuming_gives_the_numbers_of_an_uninterrupted_run(corpus, streams, tmp_path):
+    cells = [RecurrentCell("darts_v2"), RecurrentCell.sample(random.Random(0))]
+    epochs = StreamEpochs(streams[0][:, :41], streams[1])  # 4 windows of 10 steps per epoch
+
+    def train(max_epochs: int, ckpt_path: str | None = None) -> LanguageModelGroundTruth:
+        module = LanguageModelGroundTruth(cells, len(corpus.vocab), hidden=8, bptt=10, max_steps=12)
+        saver = ModelCheckpoint(dirpath=tmp_path, filename="last", every_n_epochs=1, enable_version_counter=False)
+        trainer = pl.Trainer(max_epochs=max_epochs, accelerator="cpu", logger=False, callbacks=[saver],
+                             enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
+        trainer.fit(module, train_dataloaders=epochs, ckpt_path=ckpt_path)
+        return module
+
+    uninterrupted = train(max_epochs=10)
+    assert uninterrupted.steps_done == 12 and uninterrupted.current_epoch == 3  # 3 epochs: stopped by the step budget
+    interrupted = train(max_epochs=1)  # "killed" after its first epoch
+    assert interrupted.steps_done == 4
+    resumed = train(max_epochs=10, ckpt_path=str(tmp_path / "last.ckpt"))
+    assert resumed.results() == uninterrupted.results()
+
+
 def test_ground_truth_task_trains_cells_into_the_store(tmp_path, run_task, read_store):
     store, other = tmp_path / "cells.csv", "tanh0_relu1_sigmoid2_identity0_tanh4_relu0_relu6_sigmoid3"
     args = ["task=rnn_cell", f"population.cells=[darts_v2,{other}]", "model.max_steps=6", "model.hidden=8",
@@ -68,3 +117,15 @@ def test_bad_genotype_on_the_command_line_is_one_line_error(tmp_path, run_task):
     assert proc.returncode == 2
     assert proc.stderr.splitlines() == [
         "error: motif.genotype: node 2: unknown op 'foo' (accepted: tanh, relu, sigmoid, identity)"]
+
+
+def test_paper_scale_preset_runs_on_the_embedded_corpus(tmp_path, run_task, read_store):
+    store, run = tmp_path / "cells.csv", tmp_path / "run"
+    proc = run_task("experiment=paper_rnn_gpu", "data=python_docs", "trainer.accelerator=cpu", "model.max_steps=2",
+                    "logger=none", f"store.path={store}", f"hydra.run.dir={run}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    config = OmegaConf.load(run / ".hydra" / "config.yaml")
+    assert (config.model.hidden, config.model.bptt, config.data.batch_size) == (850, 35, 64)
+    (row,) = read_store(store)
+    assert row["motif_kind"] == "rnn_cell" and row["status"] == "ok" and row["train_steps"] == "2"
+    assert row["genotype"] == RecurrentCell("darts_v2").genotype  # the motif group's default cell

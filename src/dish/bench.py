@@ -7,6 +7,10 @@
 
 ``python -m dish.bench language_model``: recurrent cells on the python_docs corpus (the small preset: hidden 64,
 BPTT 35, batch 32), one cell per job vs a population of 13 cells in one module.
+
+``python -m dish.bench cell_jobs`` (from the repository root): whole ``tasks/ground_truth.py task=rnn_cell`` jobs,
+seconds per cell: one job per cell (on both cores, and on one thread), two one-thread jobs side by side (what a
+process pool would do on 2 cores), and a population of 13 cells in one job.
 """
 
 from __future__ import annotations
@@ -16,10 +20,15 @@ import functools
 import json
 import logging
 import math
+import os
 import random
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
@@ -127,10 +136,45 @@ def bench_language_model(steps: int, population: int, repeats: int) -> dict:
     return figures
 
 
+def bench_cell_jobs(population: int, repeats: int) -> dict:
+    """Seconds per cell of whole cell ground-truth jobs (small preset, no logger), four ways, interleaved."""
+    script = Path("tasks/ground_truth.py")
+    if not script.exists():
+        raise SystemExit("cell_jobs launches tasks/ground_truth.py: run it from the repository root")
+    cells = [RecurrentCell.sample(random.Random(seed)).genotype for seed in range(max(population, 2))]
+    ways = {"one_job_per_cell": [[f"motif.genotype={cells[0]}"]],
+            "one_job_per_cell_one_thread": [[f"motif.genotype={cells[0]}", "threads=1"]],
+            "two_one_thread_jobs_side_by_side": [[f"motif.genotype={cell}", "threads=1"] for cell in cells[:2]],
+            f"population{population}": [[f"population.cells=[{','.join(cells[:population])}]"]]}
+    counts = {name: len(jobs) for name, jobs in ways.items()} | {f"population{population}": population}
+    seconds: dict[str, list[float]] = {name: [] for name in ways}
+    with tempfile.TemporaryDirectory() as scratch:
+        for repeat in range(repeats):
+            for name, jobs in ways.items():
+                folders = [Path(scratch, f"{name}-{repeat}-{index}") for index in range(len(jobs))]
+                start = time.perf_counter()
+                running = [subprocess.Popen([sys.executable, str(script), "task=rnn_cell", "logger=none", *job,
+                                             f"store.dir={folder}", f"hydra.run.dir={folder}"],
+                                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                           for job, folder in zip(jobs, folders, strict=True)]
+                for process in running:
+                    _, stderr = process.communicate()
+                    if process.returncode != 0:
+                        raise SystemExit(f"a {name} job failed:\n{stderr[-2000:]}")
+                seconds[name].append((time.perf_counter() - start) / counts[name])
+    figures: dict[str, object] = {"data": "python_docs", "cores": len(os.sched_getaffinity(0)), "repeats": repeats}
+    for stat in (min, statistics.median):
+        per_cell = {name: stat(values) for name, values in seconds.items()}
+        population_cost = per_cell[f"population{population}"]
+        figures[stat.__name__] = {"s_per_cell": per_cell,
+                                  "over_population": {name: cost / population_cost for name, cost in per_cell.items()}}
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m dish.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["ground_truth", "language_model"])
+    parser.add_argument("what", choices=["ground_truth", "language_model", "cell_jobs"])
     parser.add_argument("--epochs", type=int, default=50, help="ground_truth: epochs per run")
     parser.add_argument("--steps", type=int, default=20, help="language_model: training windows per run")
     parser.add_argument("--population", type=int, help="motifs trained at once (default 32 / 13)")
@@ -140,8 +184,10 @@ def main() -> None:
     logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
     if args.what == "ground_truth":
         figures = bench_ground_truth(args.epochs, args.population or 32, args.repeats)
-    else:
+    elif args.what == "language_model":
         figures = bench_language_model(args.steps, args.population or 13, args.repeats)
+    else:
+        figures = bench_cell_jobs(args.population or 13, args.repeats)
     print(json.dumps(figures, indent=2))
     if args.json:
         with open(args.json, "w") as handle:

@@ -118,13 +118,13 @@ def parse_genotype(text: str) -> tuple[tuple[str, int], ...]:
 class CellPopulation(nn.Module):
     """One step of many different cells at once; member p runs genotype p with its own weights.
 
-    Each node computes only the ops some member uses there, and picks each member's op by a one-hot mask; its
-    input is gathered by index, or read directly when every member reads the same node. So P cells cost a few
-    batched matmuls per node, never a Python loop over cells, and a lone cell pays for nothing it does not run.
+    Each node computes only the ops some member uses there and reads only the earlier states some member reads
+    there; each member's op and input are picked by one-hot masks. So P cells cost a few batched matmuls per node,
+    never a Python loop over cells, and a lone cell pays for nothing it does not run.
     """
 
     op_mask: Tensor
-    sources: Tensor
+    source_mask: Tensor
 
     def __init__(self, genotypes: Sequence[Sequence[tuple[str, int]]]) -> None:
         super().__init__()
@@ -135,10 +135,9 @@ class CellPopulation(nn.Module):
         ops = torch.tensor([[OPS.index(op) for op, _ in genotype] for genotype in genotypes])  # (P, N)
         sources = torch.tensor([[source for _, source in g] for g in genotypes])  # (P, N)
         self.node_ops = [sorted(set(ops[:, node].tolist())) for node in range(self.num_nodes)]
-        self.shared_source = [int(sources[0, node]) if bool((sources[:, node] == sources[0, node]).all()) else None
-                              for node in range(self.num_nodes)]
+        self.node_sources = [sorted(set(sources[:, node].tolist())) for node in range(self.num_nodes)]
         self.register_buffer("op_mask", F.one_hot(ops, len(OPS)).float())  # (P, N, ops)
-        self.register_buffer("sources", sources)
+        self.register_buffer("source_mask", F.one_hot(sources, self.num_nodes).float())  # (P, N, sources)
 
     def forward(self, x: Tensor, h: Tensor, w0: Tensor, ws: Sequence[Tensor]) -> Tensor:
         """The next hidden state (P, B, H) from inputs x (P, B, E), states h (P, B, H), node-0 weights
@@ -148,30 +147,26 @@ class CellPopulation(nn.Module):
         step would make autograd build a zero gradient of the whole tensor for every node of every step."""
         c, g = torch.bmm(torch.cat([x, h], -1), w0).chunk(2, -1)
         states = [torch.lerp(h, torch.tanh(g), torch.sigmoid(c))]
-        members = torch.arange(len(h), device=h.device)
         for node in range(self.num_nodes):
-            source = self.shared_source[node]
-            if source is None:  # row (j, p) of the stacked states is node j of member p
-                rows = self.sources[:, node] * len(h) + members
-                previous = torch.stack(states).flatten(0, 1).index_select(0, rows)  # (P, B, H)
-            else:
-                previous = states[source]
+            present = self.node_sources[node]
+            previous = pick({source: states[source] for source in present}, self.source_mask[:, node])
             c, g = torch.bmm(previous, ws[node]).chunk(2, -1)
-            states.append(torch.lerp(previous, self._activate(g, node), torch.sigmoid(c)))
+            activated = pick({op: ACTIVATIONS[op](g) for op in self.node_ops[node]}, self.op_mask[:, node])
+            states.append(torch.lerp(previous, activated, torch.sigmoid(c)))
         return torch.stack(states[1:]).mean(0)
 
-    def _activate(self, g: Tensor, node: int) -> Tensor:
-        """Each member's op of `node` applied to its pre-activation g (P, B, H): the sum of the ops present,
-        each weighted by its 0/1 mask column."""
-        present = self.node_ops[node]
-        if len(present) == 1:
-            return ACTIVATIONS[present[0]](g)
-        mask = self.op_mask[:, node, :, None, None]  # (P, ops, 1, 1)
-        first, *others = present
-        activated = ACTIVATIONS[first](g) * mask[:, first]
-        for op in others:
-            activated = torch.addcmul(activated, ACTIVATIONS[op](g), mask[:, op])
-        return activated
+
+def pick(candidates: dict[int, Tensor], mask: Tensor) -> Tensor:
+    """Each member's own candidate: candidates (P, B, H) by column of the 0/1 one-hot mask (P, columns); a lone
+    candidate is returned as it is. Masked sums, not gathers: their backward fills no zero tensors."""
+    (first, values), *others = candidates.items()
+    if not others:
+        return values
+    columns = mask[:, :, None, None]
+    picked = values * columns[:, first]
+    for column, other in others:
+        picked = torch.addcmul(picked, other, columns[:, column])
+    return picked
 
 
 ACTIVATIONS = (torch.tanh, torch.relu, torch.sigmoid, lambda g: g)
