@@ -162,6 +162,8 @@ def run_search(cfg: DictConfig) -> dict[str, Any]:
             raise ConfigError(f"search.{field}", f"must be a positive integer, got {settings[field]!r}")
     if not (isinstance(settings.explore, int) and settings.explore >= 0):
         raise ConfigError("search.explore", f"must be a non-negative integer, got {settings.explore!r}")
+    if settings.stop_at is not None and settings.stop_at not in STOP_TARGETS:
+        raise ConfigError("search.stop_at", f"unknown target {settings.stop_at!r}", accepted=[*STOP_TARGETS, None])
     configure_torch(settings.seed, cfg.threads)
     output_dir = Path(cfg.paths.output_dir)
     motif_type: type[Motif] = get_class(cfg.motif._target_)
@@ -248,8 +250,6 @@ def _target_reached(oracle: Oracle, ledger: Ledger, settings: DictConfig) -> boo
     table = getattr(oracle, "table", None)
     if settings.stop_at is None or table is None:
         return False
-    if settings.stop_at not in STOP_TARGETS:
-        raise ConfigError("search.stop_at", f"unknown target {settings.stop_at!r}", accepted=[*STOP_TARGETS, None])
     best = max((e.score for e in ledger.evaluations if math.isfinite(e.score)), default=-math.inf)
     return best >= _thresholds(table.scores, settings)[settings.stop_at]
 
