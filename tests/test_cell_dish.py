@@ -30,7 +30,7 @@ def made_up_score(cell: RecurrentCell) -> float:
 def test_gradient_reaches_the_synthetic_sequences():
     dish = PetriDish(RecurrentCell, CELLS[:4], sizes=(2, 2, 1), sequence_length=4, num_samples=6, inner_steps=5,
                      seed=0)
-    assert dish.x_train.shape == (6, 4, 2)
+    assert dish.x_train.shape == (1, 6, 4, 2)  # (replicas, samples, steps, inputs)
     outer = dish.training_step(torch.tensor([made_up_score(c) for c in CELLS[:4]]), 0)
     outer.backward()
     for data in (dish.x_train, dish.x_val):
@@ -64,3 +64,16 @@ def test_comparison_runs_on_a_cell_table(tmp_path, run_compare):
     assert dish["diverged"] is False and math.isfinite(dish["spearman"])
     assert RecurrentCell(dish["best_motif"]["genotype"]) in CELLS
     assert (run_dir / "comparison.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cell_dish_ensemble_trains_each_replica_on_its_own_sequences():
+    dish = PetriDish(RecurrentCell, CELLS[:4], sizes=(2, 2, 1), sequence_length=4, num_samples=6, inner_steps=5,
+                     ensemble=2, seed=0)
+    assert dish.x_train.shape == (2, 6, 4, 2)
+    outer = dish.training_step(torch.tensor([made_up_score(c) for c in CELLS[:4]]), 0)
+    outer.backward()
+    for replica in range(2):  # both replicas' sequences get a gradient
+        assert dish.x_train.grad[replica].abs().sum() > 0
+    losses = dish.dish_losses(dish.population(CELLS), 14, create_graph=False)
+    assert losses.shape == (2, 14) and not torch.allclose(losses[0], losses[1])
+    assert np.isfinite(dish.score(CELLS).scores).all()

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from dish.errors import ConfigError
 from dish.motifs import SigmoidSlope
 from dish.petri_dish import DishPredictor, MotifTable, PetriDish, zscore
 from dish.ranking import ranking_metrics
@@ -101,3 +102,48 @@ def test_authors_inner_loop_adam_and_bce_is_differentiable_and_bounded():
     scored = dish.score(motifs)
     assert not scored.diverged.any()
     assert (scored.losses < 10 * math.log(2)).all()
+
+
+def test_ensemble_replica_zero_is_the_single_dish_and_replicas_differ():
+    motifs = [SigmoidSlope(s) for s in (0.3, 1.0, 3.0, 10.0)]
+    single = PetriDish(SigmoidSlope, motifs, seed=3)
+    ensemble = PetriDish(SigmoidSlope, motifs, ensemble=3, seed=3)
+    assert ensemble.x_train.shape == (3, 20, 2) and ensemble.w0.shape == (3, 2, 1)
+    assert torch.equal(ensemble.x_train[0], single.x_train[0]) and torch.equal(ensemble.w0[0], single.w0[0])
+    losses = ensemble.dish_losses(ensemble.train_population, 4, create_graph=False)
+    assert losses.shape == (3, 4)
+    torch.testing.assert_close(losses[0], single.dish_losses(single.train_population, 4, create_graph=False)[0])
+    assert not torch.allclose(losses[0], losses[1])  # independent synthetic data and initialisations
+
+
+def test_ensemble_score_is_the_mean_of_replicas_standardised_on_the_training_motifs():
+    train = [SigmoidSlope(s) for s in (0.3, 1.0, 3.0, 10.0)]
+    new = [SigmoidSlope(s) for s in (0.5, 2.0, 30.0)]
+    dish = PetriDish(SigmoidSlope, train, ensemble=2, seed=0)
+    scored = dish.score(new)
+    reference = dish.dish_losses(dish.train_population, 4, create_graph=False).detach()
+    losses = dish.dish_losses(dish.population(new), 3, create_graph=False).detach()
+    by_hand = [((reference[r].mean() - losses[r]) / reference[r].std(correction=0)).numpy() for r in range(2)]
+    np.testing.assert_allclose(scored.scores, np.mean(by_hand, axis=0), rtol=1e-5)
+    np.testing.assert_allclose(scored.losses, losses.mean(0).numpy(), rtol=1e-6)
+
+
+def test_chance_penalty_adds_the_mean_excess_over_chance():
+    motifs = [SigmoidSlope(s) for s in (0.3, 1.0, 3.0)]
+    scores = torch.tensor([0.1, 0.3, 0.2])
+    plain = PetriDish(SigmoidSlope, motifs, ensemble=2, seed=0)
+    penalised = PetriDish(SigmoidSlope, motifs, ensemble=2, chance_penalty=30.0, seed=0)
+    losses = plain.dish_losses(plain.train_population, 3, create_graph=False).detach()
+    excess = torch.relu(losses - 0.25).mean()
+    assert excess > 0  # some motif-networks of this untrained dish end worse than chance (0.25)
+    expected = (zscore(-losses) - zscore(scores)).pow(2).mean() + 30.0 * excess
+    assert penalised.training_step(scores, 0).item() == pytest.approx(expected.item(), rel=1e-5)
+    assert plain.training_step(scores, 0).item() == pytest.approx((expected - 30.0 * excess).item(), rel=1e-5)
+
+
+@pytest.mark.parametrize(("option", "value", "accepted"), [("ensemble", 0, "an integer >= 1"),
+                                                          ("input_scale", 0.0, "a number > 0"),
+                                                          ("chance_penalty", -1.0, "a number >= 0")])
+def test_bad_ensemble_options_are_refused_naming_the_field(option: str, value: float, accepted: str):
+    with pytest.raises(ConfigError, match=rf"dish\.{option}: .*\(accepted: {accepted}\)"):
+        PetriDish(SigmoidSlope, [SigmoidSlope(1.0), SigmoidSlope(2.0)], **{option: value})

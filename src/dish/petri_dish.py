@@ -5,6 +5,10 @@ initialisation), trains it for K differentiable SGD (or Adam) steps on the synth
 its loss on the synthetic validation samples. Outer loop: the MSE between the z-scored (negated) dish
 validation losses and the z-scored ground-truth scores of the same motifs, back-propagated through the unrolled
 inner loop into the synthetic samples. All motifs of a batch run at once: weights carry a leading motif dim.
+
+An ensemble of dishes (independent synthetic data and initialisations) trains as one batch too: members are
+(replica, motif) pairs. Its score is the replicas' mean, each replica standardised by its own losses on the
+training motifs.
 """
 
 from __future__ import annotations
@@ -64,9 +68,9 @@ def balanced_targets(num_samples: int, outputs: int, generator: torch.Generator)
 
 
 def zscore(values: Tensor) -> Tensor:
-    """Standardise across the batch (population std); a constant batch maps to zeros."""
-    centred = values - values.mean()
-    return centred / centred.std(correction=0).clamp_min(1e-8)
+    """Standardise along the last dim (population std); a constant row maps to zeros."""
+    centred = values - values.mean(-1, keepdim=True)
+    return centred / centred.std(-1, correction=0, keepdim=True).clamp_min(1e-8)
 
 
 class PetriDish(pl.LightningModule):
@@ -77,6 +81,11 @@ class PetriDish(pl.LightningModule):
     otherwise the read-out is linear. Synthetic inputs (training and validation) are learned; targets are fixed,
     balanced 0/1 (learned too with `learn_targets`). The inner loop is plain SGD on MSE by default; the authors'
     code used Adam on binary cross-entropy (outputs as logits) from small Gaussian weights (`init_scale`).
+
+    `ensemble` dishes, each with its own seeded synthetic data and initialisation, train side by side; the outer
+    loss is their mean. `input_scale` sets the spread of the initial synthetic inputs. `chance_penalty` adds
+    that weight times the mean excess of training-motif dish losses over the chance level: a motif-network that
+    ends worse than always answering 0.5 has not learned, so the dish is kept from ranking by it.
     """
 
     def __init__(self, motif_type: type[Motif], train_motifs: Sequence[Motif], sizes: Sequence[int] = (2, 1, 1, 1),
@@ -84,26 +93,31 @@ class PetriDish(pl.LightningModule):
                  inner_lr: float = 0.5, outer_lr: float = 0.1, lr_decay: float = 1.0,
                  learn_targets: bool = False, divergence_factor: float = 10.0, inner_optimizer: str = "sgd",
                  loss: str = "mse", init_scale: float | None = None, sequence_length: int = 5,
-                 seed: int = 0) -> None:
+                 ensemble: int = 1, input_scale: float = 1.0, chance_penalty: float = 0.0, seed: int = 0) -> None:
         super().__init__()
         if inner_optimizer not in ("sgd", "adam"):
             raise ConfigError("dish.inner_optimizer", f"unknown {inner_optimizer!r}", accepted=["sgd", "adam"])
         if loss not in ("mse", "bce"):
             raise ConfigError("dish.loss", f"unknown {loss!r}", accepted=["mse", "bce"])
+        if ensemble < 1:
+            raise ConfigError("dish.ensemble", f"needs at least one dish, got {ensemble}", accepted=["an integer >= 1"])
+        if input_scale <= 0:
+            raise ConfigError("dish.input_scale", f"got {input_scale}", accepted=["a number > 0"])
+        if chance_penalty < 0:
+            raise ConfigError("dish.chance_penalty", f"got {chance_penalty}", accepted=["a number >= 0"])
         self.save_hyperparameters(ignore=["motif_type", "train_motifs"])
         self.motif_type = motif_type
-        self.train_population = motif_type.population(train_motifs)
-        generator = torch.Generator().manual_seed(seed)
+        self.train_motifs = list(train_motifs)
+        self.train_population = self.population(self.train_motifs)
         self.recurrent = issubclass(motif_type, RecurrentCell)
         sample_shape = (sequence_length, sizes[0]) if self.recurrent else (sizes[0],)
-        self.x_train = nn.Parameter(torch.randn(num_samples, *sample_shape, generator=generator))
-        self.x_val = nn.Parameter(torch.randn(num_samples, *sample_shape, generator=generator))
-        self.y_train = nn.Parameter(balanced_targets(num_samples, sizes[-1], generator), requires_grad=learn_targets)
-        self.y_val = nn.Parameter(balanced_targets(num_samples, sizes[-1], generator), requires_grad=learn_targets)
-        if self.recurrent:
-            self._init_cell_network(sizes, len(train_motifs[0].nodes), init_scale, generator)  # type: ignore[attr-defined]
-        else:
-            self._init_mlp(sizes, init_scale, generator)
+        replicas = [self._replica(seed + 1_000_003 * replica, sizes, sample_shape) for replica in range(ensemble)]
+        self.x_train, self.x_val, self.y_train, self.y_val = (
+            nn.Parameter(torch.stack([r[name] for r in replicas]), requires_grad=name.startswith("x") or learn_targets)
+            for name in ("x_train", "x_val", "y_train", "y_val"))
+        for name in replicas[0]["weights"]:
+            self.register_buffer(name, torch.stack([r["weights"][name] for r in replicas]))
+        self.names = list(replicas[0]["weights"])
         # The loss of always answering 0.5 on balanced 0/1 targets; far above it means the inner loop blew up.
         self.chance_loss = 0.25 if loss == "mse" else math.log(2)
         self.max_dish_loss = 0.0
@@ -113,7 +127,28 @@ class PetriDish(pl.LightningModule):
         """The learned synthetic samples and targets, by state-dict name (what a warm start carries over)."""
         return {name: getattr(self, name).detach().clone() for name in ("x_train", "x_val", "y_train", "y_val")}
 
-    def _init_mlp(self, sizes: Sequence[int], init_scale: float | None, generator: torch.Generator) -> None:
+    def _replica(self, seed: int, sizes: Sequence[int], sample_shape: tuple[int, ...]) -> dict:
+        """One dish's seeded synthetic data and motif-network initialisation."""
+        generator = torch.Generator().manual_seed(seed)
+        samples, scale = self.hparams.num_samples, self.hparams.input_scale
+        replica: dict = {"x_train": torch.randn(samples, *sample_shape, generator=generator) * scale,
+                         "x_val": torch.randn(samples, *sample_shape, generator=generator) * scale,
+                         "y_train": balanced_targets(samples, sizes[-1], generator),
+                         "y_val": balanced_targets(samples, sizes[-1], generator)}
+        if self.recurrent:
+            nodes = len(self.train_motifs[0].nodes)  # type: ignore[attr-defined]
+            replica["weights"] = self._cell_weights(sizes, nodes, self.hparams.init_scale, generator)
+        else:
+            replica["weights"] = self._mlp_weights(sizes, self.hparams.init_scale, generator)
+        return replica
+
+    def population(self, motifs: Sequence[Motif]) -> nn.Module:
+        """The motifs once per ensemble replica, replica-major: member ``r * len(motifs) + i``."""
+        return self.motif_type.population(list(motifs) * self.hparams.ensemble)
+
+    @staticmethod
+    def _mlp_weights(sizes: Sequence[int], init_scale: float | None, generator: torch.Generator) -> dict:
+        weights = {}
         for index, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes)):
             if init_scale is None:  # PyTorch's nn.Linear scheme
                 bound = 1 / math.sqrt(fan_in)
@@ -122,12 +157,12 @@ class PetriDish(pl.LightningModule):
             else:  # the authors' scheme: small Gaussian weights
                 weight = torch.randn(fan_in, fan_out, generator=generator) * init_scale
                 bias = torch.randn(1, fan_out, generator=generator) * init_scale
-            self.register_buffer(f"w{index}", weight)
-            self.register_buffer(f"b{index}", bias)
-        self.names = [f"{kind}{index}" for index in range(len(sizes) - 1) for kind in ("w", "b")]
+            weights[f"w{index}"], weights[f"b{index}"] = weight, bias
+        return weights
 
-    def _init_cell_network(self, sizes: Sequence[int], nodes: int, init_scale: float | None,
-                           generator: torch.Generator) -> None:
+    @staticmethod
+    def _cell_weights(sizes: Sequence[int], nodes: int, init_scale: float | None,
+                      generator: torch.Generator) -> dict:
         """The cell's weights (node 0 and nodes 1..N) and a linear read-out of its last state."""
         if len(sizes) != 3:
             raise ConfigError("dish.sizes", f"a cell dish takes [inputs, hidden, outputs], got {list(sizes)}")
@@ -135,25 +170,28 @@ class PetriDish(pl.LightningModule):
         scale = init_scale if init_scale is not None else 1 / math.sqrt(hidden)
         shapes = {"w0": (inputs + hidden, 2 * hidden), "ws": (nodes, hidden, 2 * hidden), "w_out": (hidden, outputs),
                   "b_out": (1, outputs)}
-        for name, shape in shapes.items():
-            self.register_buffer(name, (torch.rand(*shape, generator=generator) * 2 - 1) * scale)
-        self.names = list(shapes)
+        return {name: (torch.rand(*shape, generator=generator) * 2 - 1) * scale for name, shape in shapes.items()}
 
-    def initial_params(self, population: int) -> Params:
-        """The shared initialisation, one copy per motif (expanded views, no memory per motif)."""
-        return [getattr(self, name).expand(population, *getattr(self, name).shape) for name in self.names]
+    @staticmethod
+    def per_member(replicated: Tensor, motifs: int) -> Tensor:
+        """(replicas, ...) -> (replicas * motifs, ...): each replica's tensor for each of its motifs."""
+        return replicated[:, None].expand(-1, motifs, *replicated.shape[1:]).flatten(0, 1)
+
+    def initial_params(self, motifs: int) -> Params:
+        """Each replica's initialisation, one copy per motif."""
+        return [self.per_member(getattr(self, name), motifs) for name in self.names]
 
     def motif_network(self, params: Params, x: Tensor, motifs: nn.Module) -> Tensor:
-        """Outputs (P, samples, out) of every motif's network on shared inputs x: (samples, in) for activations
-        (an MLP), (samples, steps, in) for cells (the cell unrolled from a zero state, then a linear read-out)."""
-        population = len(params[0])
+        """Outputs (members, samples, out) of every member's network on its replica's inputs x: (members, samples,
+        in) for activations (an MLP), (members, samples, steps, in) for cells (the cell unrolled from a zero
+        state, then a linear read-out)."""
         if self.recurrent:
             w0, ws, w_out, b_out = params
-            state, node_weights = x.new_zeros(population, len(x), w_out.shape[1]), ws.unbind(1)
-            for inputs in x.unbind(1):
-                state = motifs(inputs.expand(population, -1, -1), state, w0, node_weights)
+            state, node_weights = x.new_zeros(*x.shape[:2], w_out.shape[1]), ws.unbind(1)
+            for inputs in x.unbind(2):
+                state = motifs(inputs, state, w0, node_weights)
             return torch.baddbmm(b_out, state, w_out)
-        h = x.expand(population, *x.shape)
+        h = x
         layers = len(params) // 2
         for index in range(layers):
             h = torch.baddbmm(params[2 * index + 1], h, params[2 * index])
@@ -169,14 +207,17 @@ class PetriDish(pl.LightningModule):
         return (outputs - targets).pow(2).mean((1, 2))
 
     def dish_losses(self, motifs: nn.Module, population: int, create_graph: bool) -> Tensor:
-        """Validation loss of every motif's network after the inner loop; (P,)."""
+        """Validation loss of every member's network after the inner loop; (replicas, P) for `motifs` built by
+        `population` from P motifs."""
         lr = self.hparams.inner_lr
+        x_train, y_train, x_val, y_val = (self.per_member(data, population)
+                                          for data in (self.x_train, self.y_train, self.x_val, self.y_val))
         with torch.enable_grad():
             params = [p.clone().requires_grad_() for p in self.initial_params(population)]
             first = [torch.zeros_like(p) for p in params]
             second = [torch.zeros_like(p) for p in params]
             for step in range(1, self.hparams.inner_steps + 1):
-                loss = self.member_loss(self.motif_network(params, self.x_train, motifs), self.y_train).sum()
+                loss = self.member_loss(self.motif_network(params, x_train, motifs), y_train).sum()
                 grads = torch.autograd.grad(loss, params, create_graph=create_graph)
                 if self.hparams.inner_optimizer == "adam":  # differentiable Adam (0.9, 0.999), as the authors'
                     first = [0.9 * m + 0.1 * g for m, g in zip(first, grads, strict=True)]
@@ -184,7 +225,8 @@ class PetriDish(pl.LightningModule):
                     grads = [(m / (1 - 0.9**step)) / ((v / (1 - 0.999**step) + 1e-16).sqrt() + 1e-8)
                              for m, v in zip(first, second, strict=True)]
                 params = [p - lr * g for p, g in zip(params, grads, strict=True)]
-        return self.member_loss(self.motif_network(params, self.x_val, motifs), self.y_val)
+        losses = self.member_loss(self.motif_network(params, x_val, motifs), y_val)
+        return losses.view(self.hparams.ensemble, population)
 
     def diverged(self, losses: Tensor) -> Tensor:
         """Members whose inner loop blew up: non-finite loss or far above the synthetic task's chance level."""
@@ -197,7 +239,9 @@ class PetriDish(pl.LightningModule):
             self.diverged_steps += 1
             self.log("train/diverged_steps", float(self.diverged_steps))
             return None
-        outer = F.mse_loss(zscore(-losses), zscore(scores))
+        outer = F.mse_loss(zscore(-losses), zscore(scores).expand_as(losses))
+        if self.hparams.chance_penalty:
+            outer = outer + self.hparams.chance_penalty * torch.relu(losses - self.chance_loss).mean()
         self.log("train/outer_loss", outer, prog_bar=True)
         return outer
 
@@ -218,14 +262,21 @@ class PetriDish(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": scheduler}
 
     def score(self, motifs: Sequence[Motif]) -> DishScores:
-        """Score any motifs in one batched call (higher = better) and rank them (best first)."""
+        """Score any motifs in one batched call (higher = better) and rank them (best first). A single dish
+        scores by its negated loss; an ensemble by the mean over replicas of each replica's negated loss
+        standardised by its losses on the training motifs. `losses` are the replicas' mean."""
         with torch.no_grad():
-            losses = self.dish_losses(self.motif_type.population(motifs).to(self.device), len(motifs),
-                                      create_graph=False)
+            losses = self.dish_losses(self.population(motifs).to(self.device), len(motifs), create_graph=False)
+            if self.hparams.ensemble == 1:
+                scores = -losses[0]
+            else:
+                reference = self.dish_losses(self.train_population, len(self.train_motifs), create_graph=False)
+                mean, std = reference.mean(1, keepdim=True), reference.std(1, correction=0, keepdim=True)
+                scores = ((mean - losses) / std.clamp_min(1e-8)).mean(0)
         self._note_losses(losses)
-        scores = (-losses).cpu().double().numpy()
-        return DishScores(scores, np.argsort(-scores, kind="stable"), losses.cpu().double().numpy(),
-                          self.diverged(losses).cpu().numpy())
+        scores = scores.cpu().double().numpy()
+        return DishScores(scores, np.argsort(-scores, kind="stable"), losses.mean(0).cpu().double().numpy(),
+                          self.diverged(losses).any(0).cpu().numpy())
 
 
 class DishPredictor:
