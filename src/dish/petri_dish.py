@@ -265,12 +265,14 @@ class PetriDish(pl.LightningModule):
         """Score any motifs in one batched call (higher = better) and rank them (best first). A single dish
         scores by its negated loss; an ensemble by the mean over replicas of each replica's negated loss
         standardised by its losses on the training motifs. `losses` are the replicas' mean."""
+        references = self.train_motifs if self.hparams.ensemble > 1 else []
+        batch = [*references, *motifs]  # an ensemble's training motifs ride along in the same batched call
         with torch.no_grad():
-            losses = self.dish_losses(self.population(motifs).to(self.device), len(motifs), create_graph=False)
+            losses = self.dish_losses(self.population(batch).to(self.device), len(batch), create_graph=False)
+            reference, losses = losses.split([len(references), len(motifs)], dim=1)
             if self.hparams.ensemble == 1:
                 scores = -losses[0]
             else:
-                reference = self.dish_losses(self.train_population, len(self.train_motifs), create_graph=False)
                 mean, std = reference.mean(1, keepdim=True), reference.std(1, correction=0, keepdim=True)
                 scores = ((mean - losses) / std.clamp_min(1e-8)).mean(0)
         self._note_losses(losses)
