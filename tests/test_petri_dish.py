@@ -116,15 +116,28 @@ def test_ensemble_replica_zero_is_the_single_dish_and_replicas_differ():
     assert not torch.allclose(losses[0], losses[1])  # independent synthetic data and initialisations
 
 
-def test_ensemble_score_is_the_mean_of_replicas_standardised_on_the_training_motifs():
+def test_weight_gain_multiplies_the_initial_weight_matrices_but_not_the_biases():
+    motifs = [SigmoidSlope(s) for s in (0.3, 1.0, 3.0)]
+    plain = PetriDish(SigmoidSlope, motifs, ensemble=2, seed=1)
+    gained = PetriDish(SigmoidSlope, motifs, ensemble=2, weight_gain=2.0, seed=1)
+    assert plain.names == ["w0", "b0", "w1", "b1", "w2", "b2"]
+    for name in plain.names:
+        factor = 2.0 if name.startswith("w") else 1.0
+        assert torch.equal(getattr(gained, name), factor * getattr(plain, name)), name
+    assert torch.equal(gained.x_train, plain.x_train)  # the same draws: only the weights are scaled
+
+
+@pytest.mark.parametrize(("ensemble_score", "combine"), [("mean", np.mean), ("median", np.median)])
+def test_ensemble_score_combines_replicas_standardised_on_the_training_motifs(ensemble_score: str, combine):
     train = [SigmoidSlope(s) for s in (0.3, 1.0, 3.0, 10.0)]
     new = [SigmoidSlope(s) for s in (0.5, 2.0, 30.0)]
-    dish = PetriDish(SigmoidSlope, train, ensemble=2, seed=0)
+    dish = PetriDish(SigmoidSlope, train, ensemble=3, ensemble_score=ensemble_score, seed=0)
     scored = dish.score(new)
     reference = dish.dish_losses(dish.train_population, 4, create_graph=False).detach()
     losses = dish.dish_losses(dish.population(new), 3, create_graph=False).detach()
-    by_hand = [((reference[r].mean() - losses[r]) / reference[r].std(correction=0)).numpy() for r in range(2)]
-    np.testing.assert_allclose(scored.scores, np.mean(by_hand, axis=0), rtol=1e-5)
+    by_hand = [((reference[r].mean() - losses[r]) / reference[r].std(correction=0)).numpy() for r in range(3)]
+    assert not np.allclose(np.median(by_hand, axis=0), np.mean(by_hand, axis=0))  # the example tells them apart
+    np.testing.assert_allclose(scored.scores, combine(by_hand, axis=0), rtol=1e-5)
     np.testing.assert_allclose(scored.losses, losses.mean(0).numpy(), rtol=1e-6)
 
 
@@ -143,7 +156,9 @@ def test_chance_penalty_adds_the_mean_excess_over_chance():
 
 @pytest.mark.parametrize(("option", "value", "accepted"), [("ensemble", 0, "an integer >= 1"),
                                                           ("input_scale", 0.0, "a number > 0"),
-                                                          ("chance_penalty", -1.0, "a number >= 0")])
-def test_bad_ensemble_options_are_refused_naming_the_field(option: str, value: float, accepted: str):
+                                                          ("chance_penalty", -1.0, "a number >= 0"),
+                                                          ("weight_gain", 0.0, "a number > 0"),
+                                                          ("ensemble_score", "mode", "mean, median")])
+def test_bad_ensemble_options_are_refused_naming_the_field(option: str, value: float | str, accepted: str):
     with pytest.raises(ConfigError, match=rf"dish\.{option}: .*\(accepted: {accepted}\)"):
         PetriDish(SigmoidSlope, [SigmoidSlope(1.0), SigmoidSlope(2.0)], **{option: value})

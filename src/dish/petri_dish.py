@@ -83,7 +83,8 @@ class PetriDish(pl.LightningModule):
     code used Adam on binary cross-entropy (outputs as logits) from small Gaussian weights (`init_scale`).
 
     `ensemble` dishes, each with its own seeded synthetic data and initialisation, train side by side; the outer
-    loss is their mean. `input_scale` sets the spread of the initial synthetic inputs. `chance_penalty` adds
+    loss is their mean. `input_scale` sets the spread of the initial synthetic inputs and `weight_gain` multiplies
+    the motif-network's initial weight matrices (not its biases). `chance_penalty` adds
     that weight times the mean excess of training-motif dish losses over the chance level: a motif-network that
     ends worse than always answering 0.5 has not learned, so the dish is kept from ranking by it.
     """
@@ -93,7 +94,8 @@ class PetriDish(pl.LightningModule):
                  inner_lr: float = 0.5, outer_lr: float = 0.1, lr_decay: float = 1.0,
                  learn_targets: bool = False, divergence_factor: float = 10.0, inner_optimizer: str = "sgd",
                  loss: str = "mse", init_scale: float | None = None, sequence_length: int = 5,
-                 ensemble: int = 1, input_scale: float = 1.0, chance_penalty: float = 0.0, seed: int = 0) -> None:
+                 ensemble: int = 1, ensemble_score: str = "mean", input_scale: float = 1.0,
+                 chance_penalty: float = 0.0, weight_gain: float = 1.0, seed: int = 0) -> None:
         super().__init__()
         if inner_optimizer not in ("sgd", "adam"):
             raise ConfigError("dish.inner_optimizer", f"unknown {inner_optimizer!r}", accepted=["sgd", "adam"])
@@ -101,10 +103,14 @@ class PetriDish(pl.LightningModule):
             raise ConfigError("dish.loss", f"unknown {loss!r}", accepted=["mse", "bce"])
         if ensemble < 1:
             raise ConfigError("dish.ensemble", f"needs at least one dish, got {ensemble}", accepted=["an integer >= 1"])
+        if ensemble_score not in ("mean", "median"):
+            raise ConfigError("dish.ensemble_score", f"unknown {ensemble_score!r}", accepted=["mean", "median"])
         if input_scale <= 0:
             raise ConfigError("dish.input_scale", f"got {input_scale}", accepted=["a number > 0"])
         if chance_penalty < 0:
             raise ConfigError("dish.chance_penalty", f"got {chance_penalty}", accepted=["a number >= 0"])
+        if weight_gain <= 0:
+            raise ConfigError("dish.weight_gain", f"got {weight_gain}", accepted=["a number > 0"])
         self.save_hyperparameters(ignore=["motif_type", "train_motifs"])
         self.motif_type = motif_type
         self.train_motifs = list(train_motifs)
@@ -137,9 +143,11 @@ class PetriDish(pl.LightningModule):
                          "y_val": balanced_targets(samples, sizes[-1], generator)}
         if self.recurrent:
             nodes = len(self.train_motifs[0].nodes)  # type: ignore[attr-defined]
-            replica["weights"] = self._cell_weights(sizes, nodes, self.hparams.init_scale, generator)
+            weights = self._cell_weights(sizes, nodes, self.hparams.init_scale, generator)
         else:
-            replica["weights"] = self._mlp_weights(sizes, self.hparams.init_scale, generator)
+            weights = self._mlp_weights(sizes, self.hparams.init_scale, generator)
+        gain = self.hparams.weight_gain
+        replica["weights"] = {name: value if name.startswith("b") else value * gain for name, value in weights.items()}
         return replica
 
     def population(self, motifs: Sequence[Motif]) -> nn.Module:
@@ -263,7 +271,8 @@ class PetriDish(pl.LightningModule):
 
     def score(self, motifs: Sequence[Motif]) -> DishScores:
         """Score any motifs in one batched call (higher = better) and rank them (best first). A single dish
-        scores by its negated loss; an ensemble by the mean over replicas of each replica's negated loss
+        scores by its negated loss; an ensemble by the mean (or, with `ensemble_score: median`, the median, which
+        one replica that extrapolates wildly cannot sway) over replicas of each replica's negated loss
         standardised by its losses on the training motifs. `losses` are the replicas' mean."""
         references = self.train_motifs if self.hparams.ensemble > 1 else []
         batch = [*references, *motifs]  # an ensemble's training motifs ride along in the same batched call
@@ -274,7 +283,9 @@ class PetriDish(pl.LightningModule):
                 scores = -losses[0]
             else:
                 mean, std = reference.mean(1, keepdim=True), reference.std(1, correction=0, keepdim=True)
-                scores = ((mean - losses) / std.clamp_min(1e-8)).mean(0)
+                standardised = (mean - losses) / std.clamp_min(1e-8)
+                scores = (standardised.mean(0) if self.hparams.ensemble_score == "mean"
+                          else torch.quantile(standardised, 0.5, dim=0))
         self._note_losses(losses)
         scores = scores.cpu().double().numpy()
         return DishScores(scores, np.argsort(-scores, kind="stable"), losses.mean(0).cpu().double().numpy(),
