@@ -7,8 +7,8 @@ validation losses and the z-scored ground-truth scores of the same motifs, back-
 inner loop into the synthetic samples. All motifs of a batch run at once: weights carry a leading motif dim.
 
 An ensemble of dishes (independent synthetic data and initialisations) trains as one batch too: members are
-(replica, motif) pairs. Its score is the replicas' mean, each replica standardised by its own losses on the
-training motifs.
+(replica, motif) pairs. Its score is the replicas' mean (or median, `ensemble_score`), each replica standardised
+by its own losses on the training motifs.
 """
 
 from __future__ import annotations
