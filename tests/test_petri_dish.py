@@ -10,7 +10,7 @@ import torch
 
 from dish.errors import ConfigError
 from dish.motifs import SigmoidSlope
-from dish.petri_dish import DishPredictor, MotifTable, PetriDish, zscore
+from dish.petri_dish import DishPredictor, MotifTable, PetriDish, dish_label, zscore
 from dish.ranking import ranking_metrics
 
 pytestmark = [
@@ -162,3 +162,12 @@ def test_chance_penalty_adds_the_mean_excess_over_chance():
 def test_bad_ensemble_options_are_refused_naming_the_field(option: str, value: float | str, accepted: str):
     with pytest.raises(ConfigError, match=rf"dish\.{option}: .*\(accepted: {accepted}\)"):
         PetriDish(SigmoidSlope, [SigmoidSlope(1.0), SigmoidSlope(2.0)], **{option: value})
+
+
+def test_dish_label_names_every_option_that_differs_from_the_default():
+    base = {"sizes": [2, 1, 1, 1], "inner_steps": 30, "inner_lr": 0.5, "ensemble": 1, "ensemble_score": "mean",
+            "weight_gain": 1.0, "steps": 200}
+    assert dish_label(base) == "dish[2, 1, 1, 1]x30@0.5"
+    ensemble = {**base, "ensemble": 8, "ensemble_score": "median", "weight_gain": 2, "input_scale": 6.0}
+    assert dish_label(ensemble) == ("dish[2, 1, 1, 1]x30@0.5 ensemble=8 ensemble_score=median input_scale=6.0"
+                                    " weight_gain=2")

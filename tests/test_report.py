@@ -8,6 +8,7 @@ import math
 import pytest
 
 from dish.report import aggregate, collect, format_table, write_report
+from dish.search_report import format_search_report
 
 
 def comparison(seed: int, spearman: float, gp_spearman: float) -> dict:
@@ -31,6 +32,28 @@ def test_report_gives_mean_and_spread_per_predictor(tmp_path):
     assert table["gp"]["spearman_mean"] == pytest.approx(0.9)  # a constant prediction (nan) is left out
     assert json.loads((tmp_path / "report.json").read_text())[0]["predictor"] == "dish"
     assert "n=10" in format_table(aggregate(collect(tmp_path)))
+
+
+def test_report_keeps_dish_settings_apart(tmp_path):
+    options = {"sizes": [2, 1, 1, 1], "inner_steps": 30, "inner_lr": 0.5, "ensemble": 1}
+    for seed, ensemble in enumerate([1, 1, 8]):
+        run = tmp_path / str(seed)
+        run.mkdir()
+        report = {**comparison(seed, 0.5 + 0.1 * seed, 0.9), "dish": {**options, "ensemble": ensemble}}
+        (run / "comparison.json").write_text(json.dumps(report))
+    runs = {row["predictor"]: row["runs"] for row in write_report(tmp_path)}
+    assert runs == {"dish[2, 1, 1, 1]x30@0.5": 2, "dish[2, 1, 1, 1]x30@0.5 ensemble=8": 1, "gp": 3}
+
+
+def test_search_report_columns_line_up_under_long_strategy_labels():
+    row = {"runs": 10, "budget": 20, "best_score_median": 0.97, "evals_to_best_median": 4, "evals_to_best_never": 0,
+           "evals_to_top_fraction_median": None, "evals_to_top_fraction_never": 6}
+    long_label = "dish[2, 1, 1, 1]x30@0.5 ensemble=8 input_scale=6.0 chance_penalty=30.0"
+    lines = format_search_report({long_label: row, "random": row}).splitlines()
+    assert [line.split()[-6:] for line in lines[1:]] == [["10", "0.9700", "4", "0", ">20", "6"]] * 2
+    runs_end = lines[0].index("runs") + len("runs")
+    assert all(line[:runs_end].endswith(" 10") for line in lines[1:])  # every row's runs under the header's
+    assert len({len(line) for line in lines}) == 1
 
 
 def test_compare_builds_missing_ground_truth_first(tmp_path, run_compare, read_store):

@@ -14,14 +14,16 @@ by its own losses on the training motifs.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import itertools
 import json
 import math
 import tempfile
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
@@ -290,6 +292,17 @@ class PetriDish(pl.LightningModule):
         scores = scores.cpu().double().numpy()
         return DishScores(scores, np.argsort(-scores, kind="stable"), losses.mean(0).cpu().double().numpy(),
                           self.diverged(losses).any(0).cpu().numpy())
+
+
+def dish_label(options: Mapping[str, Any]) -> str:
+    """How reports name a dish setting: motif-network sizes, inner steps and rate, then every other `PetriDish`
+    option that differs from its default, e.g. ``dish[2, 1, 1, 1]x30@0.5 ensemble=8 input_scale=6.0``."""
+    named = ("self", "motif_type", "train_motifs", "seed", "sizes", "inner_steps", "inner_lr")
+    defaults = {key: parameter.default for key, parameter in inspect.signature(PetriDish.__init__).parameters.items()
+                if key not in named}
+    changed = [f"{key}={options[key]}" for key, default in defaults.items()
+               if key in options and options[key] != default]
+    return " ".join([f"dish{list(options['sizes'])}x{options['inner_steps']}@{options['inner_lr']}", *changed])
 
 
 class DishPredictor:

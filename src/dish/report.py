@@ -13,6 +13,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from dish.files import write_json_atomic
+from dish.petri_dish import dish_label
 from dish.search_report import format_search_report, write_search_report
 
 log = logging.getLogger(__name__)
@@ -27,9 +28,8 @@ def collect(directory: Path) -> list[dict[str, Any]]:
         split = report["split"]
         setting = ", ".join(f"{key}={value}" for key, value in split.items() if key != "protocol" and value is not None)
         for name, entry in report["predictors"].items():
-            if name == "dish" and "dish" in report:  # tell dish settings apart: sizes, inner steps and lr
-                dish = report["dish"]
-                name = f"dish{dish['sizes']}x{dish['inner_steps']}@{dish['inner_lr']}"
+            if name == "dish" and "dish" in report:  # tell dish settings apart
+                name = dish_label(report["dish"])
             rows.append({"predictor": name, "protocol": split["protocol"], "setting": setting,
                          "n_train": report["n_train"], "seed": report["seed"], "diverged": entry.get("diverged", False),
                          **{metric: entry[metric] for metric in METRICS}})

@@ -29,7 +29,7 @@ from dish.errors import ConfigError
 from dish.files import write_json_atomic
 from dish.motifs import Motif, SigmoidSlope
 from dish.oracles import Oracle, make_oracle
-from dish.petri_dish import DishPredictor
+from dish.petri_dish import DishPredictor, dish_label
 from dish.plots import plot_search
 from dish.runtime import configure_torch, finish_logger, make_logger
 from dish.surrogates import SURROGATES
@@ -290,11 +290,11 @@ def _strategy(predictor: str) -> str:
 
 
 def _label(cfg: DictConfig) -> str:
-    """The strategy as reports name it: the surrogate by its model, the dish by its size, inner steps and rate
-    (as in the comparison's report)."""
+    """The strategy as reports name it: the surrogate by its model, the dish by its settings (`dish_label`, as in
+    the comparison's report)."""
     predictor = cfg.search.predictor
     if predictor == "dish":
-        return f"dish{list(cfg.dish.sizes)}x{cfg.dish.inner_steps}@{cfg.dish.inner_lr}"
+        return dish_label(OmegaConf.to_container(cfg.dish, resolve=True))
     return "random" if predictor == "random" else f"surrogate:{predictor}"
 
 

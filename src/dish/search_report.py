@@ -56,7 +56,8 @@ def write_search_report(directory: Path) -> dict[str, dict[str, Any]]:
 def format_search_report(report: dict[str, dict[str, Any]]) -> str:
     """One line per strategy: runs, median best score, median evaluations to the best and to the top fraction
     (``>budget`` when over half of the runs never got there) and how many runs never got there."""
-    lines = [f"{'strategy':<26}{'runs':>5}{'median best':>14}{'evals to best':>15}{'never':>7}"
+    label_width = max([len("strategy"), *map(len, report)]) + 2
+    lines = [f"{'strategy':<{label_width}}{'runs':>5}{'median best':>14}{'evals to best':>15}{'never':>7}"
              f"{'evals to top':>14}{'never':>7}"]
     for label, row in report.items():
         cells = []
@@ -64,5 +65,5 @@ def format_search_report(report: dict[str, dict[str, Any]]) -> str:
             value = row.get(f"{name}_median", "")
             shown = f">{row['budget']}" if value is None else str(value)
             cells.append(f"{shown:>{width}}{row.get(f'{name}_never', ''):>7}")
-        lines.append(f"{label:<26}{row['runs']:>5}{row['best_score_median']:>14.4f}{''.join(cells)}")
+        lines.append(f"{label:<{label_width}}{row['runs']:>5}{row['best_score_median']:>14.4f}{''.join(cells)}")
     return "\n".join(lines)
