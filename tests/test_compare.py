@@ -10,8 +10,18 @@ import numpy as np
 import pytest
 from wandb_records import summarize
 
+from dish.compare_job import REPORTED, _table, evaluate_predictor
+from dish.files import write_json_atomic
+from dish.gt_table import GroundTruthTable
+from dish.motifs import SigmoidSlope
+
 SLOPES = np.logspace(-2, 2, 14)
-CONTRACT_KEYS = {"spearman", "kendall", "pearson", "zmse", "regret", "best_motif", "fit_seconds"}
+CONTRACT_KEYS = {"spearman", "kendall", "pearson", "zmse", "regret", "best_motif", "fit_seconds", "excluded"}
+
+
+def strict_json(path: Path):
+    """The JSON in `path`, refusing NaN and Infinity as strict parsers do."""
+    return json.loads(path.read_text(), parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))
 
 
 def write_u_table(path: Path) -> Path:
@@ -56,6 +66,58 @@ def test_comparison_draws_the_figure(comparison):
     figure = run_dir / "comparison.png"
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert figure.stat().st_size > 10_000
+
+
+def test_comparison_files_are_strict_json_readable_by_everyone(comparison):
+    report, run_dir = comparison
+    assert strict_json(run_dir / "comparison.json") == report
+    for name in ("comparison.json", "comparison.png"):
+        assert (run_dir / name).stat().st_mode & 0o777 == 0o644, name
+
+
+def alternating_split() -> tuple[GroundTruthTable, GroundTruthTable, GroundTruthTable]:
+    """The U of `write_u_table` as a table, its even rows for training and its odd rows held out."""
+    table = GroundTruthTable([SigmoidSlope(float(s)) for s in SLOPES], -np.log(SLOPES) ** 2)
+    return table, table.subset(range(0, 14, 2)), table.subset(range(1, 14, 2))
+
+
+class Fixed:
+    """A predictor that predicts `values` for the held-out motifs (and 0 for the training ones)."""
+
+    name = "fixed"
+
+    def __init__(self, values: list[float]) -> None:
+        self.values = values
+
+    def fit(self, motifs, scores) -> None:
+        pass
+
+    def predict(self, motifs) -> np.ndarray:
+        return np.array([self.values[i // 2] if i % 2 else 0.0 for i in range(len(motifs))])
+
+
+@pytest.mark.parametrize(("values", "reason"), [
+    ([0.3] * 7, "constant prediction"),
+    ([0.3 * (1 + 1e-9 * i) for i in range(7)], "constant prediction"),  # tied up to float rounding
+    ([0.1, 0.2, math.nan, 0.4, 0.5, 0.6, 0.7], "non-finite prediction"),
+], ids=["constant", "tied", "non-finite"])
+def test_a_prediction_without_ranking_has_no_metrics_and_says_why(tmp_path, values, reason):
+    table, train, heldout = alternating_split()
+    entry, curve = evaluate_predictor(Fixed(values), table, train, heldout, k=3)
+    assert entry["excluded"] == reason and len(curve) == 14
+    write_json_atomic(tmp_path / "comparison.json", {"predictors": {"fixed": entry}})
+    written = strict_json(tmp_path / "comparison.json")["predictors"]["fixed"]
+    assert {name: written[name] for name in (*REPORTED, "best_motif")} == dict.fromkeys((*REPORTED, "best_motif"))
+    assert written["fit_seconds"] >= 0
+    line = _table({"predictors": {"fixed": entry}}).splitlines()[1]
+    assert line.split() == ["fixed", *["-"] * len(REPORTED), f"{entry['fit_seconds']:.4f}", *reason.split()]
+
+
+def test_a_ranking_prediction_is_not_excluded():
+    table, train, heldout = alternating_split()
+    entry, _ = evaluate_predictor(Fixed(list(heldout.scores)), table, train, heldout, k=3)
+    assert entry["excluded"] is None
+    assert entry["spearman"] == pytest.approx(1.0) and entry["regret"] == 0.0
 
 
 def test_comparison_logs_a_wandb_table_offline(comparison):

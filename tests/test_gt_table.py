@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from omegaconf import OmegaConf
 
 from dish.errors import ConfigError, StoreError
-from dish.gt_table import SCORE_ORIENTATION, GroundTruthTable, load_table, split_table
+from dish.gt_table import SCORE_ORIENTATION, SEARCH_FIELDS, GroundTruthTable, load_table, split_table
 from dish.motifs import SigmoidSlope
+from dish.provenance import ground_truth_hash
+from dish.store import GroundTruthStore
 
 
 def write_csv(path: Path, header: list[str], rows: list[list[object]]) -> Path:
@@ -65,7 +69,7 @@ def test_user_csv_with_slope_and_val_acc(tmp_path):
 
 def test_extra_keeps_numeric_columns_and_subset_follows(tmp_path):
     path = write_csv(tmp_path / "gt.csv", ["motif_key", "slope", "val_loss", "train", "config_hash", "seed"],
-                     [["k", 2.0, 0.5, 1, "abc", 0], ["k", 0.5, 1.0, 0, "abc", 0], ["k", 1.0, 0.7, 1.0, "def", 3]])
+                     [["k", 2.0, 0.5, 1, "abc", 0], ["k", 0.5, 1.0, 0, "abc", 0], ["k", 1.0, 0.7, 1.0, "abc", 3]])
     table = load_table(path, SigmoidSlope, "val_loss")
     assert sorted(table.extra) == ["seed", "train"]  # not the motif, the score or text columns
     np.testing.assert_array_equal(table.extra["train"], [0, 1, 1])  # in slope order
@@ -77,19 +81,101 @@ def test_extra_keeps_numeric_columns_and_subset_follows(tmp_path):
 
 
 def test_duplicates_with_equal_scores_are_merged(tmp_path):
-    path = write_csv(tmp_path / "gt.csv", ["slope", "val_loss", "config_hash"],
-                     [[1.0, 0.5, "h1"], [2.0, 0.25, "h1"], [1.0, 0.5, "h2"]])
+    path = write_csv(tmp_path / "gt.csv", ["slope", "val_loss"], [[1.0, 0.5], [2.0, 0.25], [1.0, 0.5]])
     table = load_table(path, SigmoidSlope, "val_loss")
     assert slopes(table) == [1.0, 2.0]
 
 
 def test_duplicates_with_different_scores_are_refused(tmp_path):
-    path = write_csv(tmp_path / "gt.csv", ["slope", "val_loss", "config_hash"],
-                     [[1.0, 0.5, "h1"], [2.0, 0.25, "h1"], [1.0, 0.7, "h2"]])
+    path = write_csv(tmp_path / "gt.csv", ["slope", "val_loss"], [[1.0, 0.5], [2.0, 0.25], [1.0, 0.7]])
     with pytest.raises(ConfigError) as error:
         load_table(path, SigmoidSlope, "val_loss")
     assert error.value.field == "gt.path"
     assert str(path) in error.value.problem and "sigmoid_slope(slope=1.0)" in error.value.problem
+    with pytest.raises(ConfigError) as error:
+        load_table(path, SigmoidSlope, "val_loss", fields=SEARCH_FIELDS)
+    assert error.value.field == "ground_truth.table"
+
+
+# --- one config hash per comparison or search ------------------------------------------------------------------
+
+GROUND_TRUTH = OmegaConf.create({"data": {"batch_size": 100, "data_dir": "/anywhere"}, "model": {"hidden": [100]},
+                                 "optimizer": {"lr": 0.1}, "trainer": {"max_epochs": 5}, "seed": 0})
+
+
+def store_rows(path: Path, digest: str, values: list[float], epochs: int, settings: bool = True) -> Path:
+    """Rows of this project's store format under `digest`, each motif's loss ``epochs * slope``."""
+    recorded = {"settings": json.dumps({"trainer": {"max_epochs": epochs}, "seed": 0})} if settings else {}
+    GroundTruthStore(path, SigmoidSlope).append([
+        {"motif_kind": "sigmoid_slope", "motif_key": SigmoidSlope(value).key, "slope": value, "data": "digits",
+         "status": "ok", "val_loss": epochs * value, "epochs": epochs, "seed": 0, "config_hash": digest, **recorded}
+        for value in values])
+    return path
+
+
+def test_two_hashes_without_a_choice_list_each_hash_its_rows_and_what_differs(tmp_path):
+    path = store_rows(tmp_path / "gt.csv", "h5", [1.0, 2.0, 4.0], 5)
+    store_rows(path, "h50", [1.0, 8.0], 50)
+    with pytest.raises(ConfigError) as error:
+        load_table(path, SigmoidSlope, "val_loss", current=GROUND_TRUTH)
+    assert error.value.field == "gt.config_hash"
+    assert error.value.problem == (f"{path} holds rows of 2 ground-truth configs, none of them this run's "
+                                   f"({ground_truth_hash(GROUND_TRUTH)}); choose one")
+    assert error.value.accepted == ["h5 (3 rows: trainer.max_epochs=5)", "h50 (2 rows: trainer.max_epochs=50)"]
+    assert "\n" not in error.value.message
+    with pytest.raises(ConfigError) as error:
+        load_table(path, SigmoidSlope, "val_loss", fields=SEARCH_FIELDS)
+    assert error.value.field == "ground_truth.config_hash"
+
+
+def test_an_explicit_hash_picks_its_rows_and_an_unknown_one_lists_the_hashes(tmp_path):
+    path = store_rows(tmp_path / "gt.csv", "h5", [1.0, 2.0, 4.0], 5)
+    store_rows(path, "h50", [1.0, 8.0], 50)
+    table = load_table(path, SigmoidSlope, "val_loss", config_hash="h50", current=GROUND_TRUTH)
+    assert slopes(table) == [1.0, 8.0]
+    np.testing.assert_array_equal(table.scores, [-50.0, -400.0])
+    with pytest.raises(ConfigError) as error:
+        load_table(path, SigmoidSlope, "val_loss", config_hash="nope")
+    assert error.value.field == "gt.config_hash"
+    assert error.value.problem == f"'nope' is not a config hash of {path}"
+    assert error.value.accepted == ["h5 (3 rows: trainer.max_epochs=5)", "h50 (2 rows: trainer.max_epochs=50)"]
+
+
+def test_a_hash_of_digits_only_that_hydra_read_as_a_number_is_found(tmp_path):
+    path = store_rows(tmp_path / "gt.csv", "123456789012", [1.0, 2.0], 5)
+    store_rows(path, "h50", [4.0], 50)
+    assert slopes(load_table(path, SigmoidSlope, "val_loss", config_hash=123456789012)) == [1.0, 2.0]
+
+
+def test_the_current_configs_hash_is_chosen_where_the_table_has_it(tmp_path):
+    current = ground_truth_hash(GROUND_TRUTH)
+    path = store_rows(tmp_path / "gt.csv", "other", [1.0, 2.0, 4.0], 50)
+    store_rows(path, current, [0.5, 1.0], 5)
+    assert slopes(load_table(path, SigmoidSlope, "val_loss", current=GROUND_TRUTH)) == [0.5, 1.0]
+    assert slopes(load_table(path, SigmoidSlope, "val_loss", current=GROUND_TRUTH, config_hash="other")) == [
+        1.0, 2.0, 4.0]
+
+
+def test_the_only_hash_is_used_whatever_the_current_config(tmp_path):
+    path = store_rows(tmp_path / "gt.csv", "other", [1.0, 2.0, 4.0], 50)
+    assert slopes(load_table(path, SigmoidSlope, "val_loss", current=GROUND_TRUTH)) == [1.0, 2.0, 4.0]
+
+
+def test_older_rows_without_settings_are_told_apart_by_their_columns(tmp_path):
+    path = store_rows(tmp_path / "gt.csv", "h5", [1.0, 2.0], 5, settings=False)
+    store_rows(path, "h50", [1.0], 50)  # a newer row: the older hash has no settings, so columns are compared
+    with pytest.raises(ConfigError) as error:
+        load_table(path, SigmoidSlope, "val_loss")
+    assert error.value.accepted == ["h5 (2 rows: epochs=5)", "h50 (1 row: epochs=50)"]
+
+
+def test_a_csv_without_hashes_is_used_whole(tmp_path):
+    path = write_csv(tmp_path / "mine.csv", ["slope", "val_acc"], [[10, 0.9], [0.1, 0.1], [1, 0.5]])
+    table = load_table(path, SigmoidSlope, "val_acc", current=GROUND_TRUTH)
+    assert slopes(table) == [0.1, 1.0, 10.0]
+    with pytest.raises(ConfigError) as error:
+        load_table(path, SigmoidSlope, "val_acc", config_hash="abc")
+    assert error.value.accepted == ["(no hash) (3 rows)"]
 
 
 def test_unknown_score_name(tmp_path):

@@ -171,3 +171,18 @@ def test_dish_label_names_every_option_that_differs_from_the_default():
     ensemble = {**base, "ensemble": 8, "ensemble_score": "median", "weight_gain": 2, "input_scale": 6.0}
     assert dish_label(ensemble) == ("dish[2, 1, 1, 1]x30@0.5 ensemble=8 ensemble_score=median input_scale=6.0"
                                     " weight_gain=2")
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"steps": -5}, "dish.steps: got -5 (accepted: an integer >= 1)"),
+    ({"inner_steps": 2.5}, "dish.inner_steps: got 2.5 (accepted: an integer >= 1)"),
+    ({"outer_lr": 0}, "dish.outer_lr: got 0 (accepted: a number > 0)"),
+    ({"loss": "hinge"}, "dish.loss: got 'hinge' (accepted: mse, bce)"),
+    ({"sizes": [2]}, "dish.sizes: got [2] (accepted: a list of at least two integers >= 1)"),
+    ({"stpes": 10}, "dish.stpes: is not a dish option (accepted: sizes, "),
+], ids=["steps", "inner-steps", "outer-lr", "loss", "sizes", "unknown"])
+def test_dish_predictor_refuses_bad_options_when_built(options: dict, message: str):
+    """Before any fit (the comparison and the search build their predictors up front)."""
+    with pytest.raises(ConfigError) as refused:
+        DishPredictor(SigmoidSlope, **options)
+    assert refused.value.message.startswith(message), refused.value.message

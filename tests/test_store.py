@@ -131,6 +131,54 @@ def test_unreadable_files_raise_store_error_naming_the_file(tmp_path, content):
     assert path.read_bytes() == content  # never overwritten
 
 
+SETTINGS = '{"trainer":{"max_epochs":3}}'
+
+
+def own_store(path: Path) -> bytes:
+    """A store of this project's format (header, one ok row, one failed row with empty metrics); its bytes."""
+    store_at(path).append([row(0.5, 2.25, status="ok", settings=SETTINGS),
+                           row(2.0, "", status="failed", settings=SETTINGS)])
+    return path.read_bytes()
+
+
+def test_own_store_with_a_failed_row_reads(tmp_path):
+    path = tmp_path / "gt.csv"
+    own_store(path)
+    assert [(r["slope"], r["val_loss"], r["status"]) for r in store_at(path).read()] == [
+        ("0.5", "2.25", "ok"), ("2.0", "", "failed")]
+
+
+@pytest.mark.parametrize(("damage", "line", "problem"), [
+    (lambda good: good + b"sigmoid_slope,abc", 4, "has 2 fields, the header has 6"),
+    (lambda good: good + b"k,h1,1.0,0.5,ok,{},surplus\r\n", 4, "has 7 fields, the header has 6"),
+    (lambda good: good.replace(b"2.25", b"2.2x5"), 2, "has val_loss='2.2x5', not a number"),
+    (lambda good: good + b"k,h1,-1,0.5,ok,{}\r\n", 4, "holds no valid sigmoid_slope motif (slope: must be a positive"),
+    (lambda good: good + b"k,h1,1.0,0.5,ok,{bad\r\n", 4, "has a settings cell that is not JSON"),
+    (lambda good: good + b"k,h1,1.0,0.5,ok,{}", 4, "is cut off (the file ends inside it)"),  # every field parses
+], ids=["cut-off-line", "surplus-field", "metric-not-a-number", "bad-motif", "settings-not-json", "cut-off-field"])
+def test_a_damaged_row_is_an_error_naming_file_and_line_and_nothing_is_written(tmp_path, damage, line, problem):
+    path = tmp_path / "gt.csv"
+    damaged = damage(own_store(path))
+    path.write_bytes(damaged)
+    store = store_at(path)
+    with pytest.raises(StoreError) as info:
+        store.read()
+    assert str(info.value).startswith(f"store {path}: line {line} {problem}")
+    assert "\n" not in str(info.value)
+    for use in (lambda: store.finished_keys("h1"), store.check_writable, lambda: store.append([row(8.0, 1.0)]),
+                lambda: store.append([row(0.5, 1.0)], replace=True)):
+        with pytest.raises(StoreError, match=f"line {line} "):
+            use()
+    assert path.read_bytes() == damaged  # byte-identical: never rewritten
+
+
+def test_a_users_table_is_not_held_to_the_stores_format(tmp_path):
+    path = tmp_path / "mine.csv"
+    path.write_text("slope,val_acc,note\n0.5,0.9,first\n2,high\n4,0.5", encoding="utf-8")  # short row, no line end
+    assert [(r["slope"], r["val_acc"]) for r in store_at(path).read()] == [("0.5", "0.9"), ("2", "high"),
+                                                                          ("4", "0.5")]
+
+
 def test_directory_path_raises_store_error(tmp_path):
     path = tmp_path / "adir.csv"
     path.mkdir()

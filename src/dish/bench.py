@@ -38,6 +38,7 @@ from torch import nn
 from dish.cells import RecurrentCell
 from dish.corpus import batchify, embedded_corpus
 from dish.data import DigitsDataModule, InMemoryDataModule
+from dish.files import write_json_atomic
 from dish.ground_truth import GroundTruthModule
 from dish.language_model import fit_language_models
 from dish.mlp import PopulationLinear, PopulationMLP
@@ -136,8 +137,9 @@ def bench_language_model(steps: int, population: int, repeats: int) -> dict:
     return figures
 
 
-def bench_cell_jobs(population: int, repeats: int) -> dict:
-    """Seconds per cell of whole cell ground-truth jobs (small preset, no logger), four ways, interleaved."""
+def bench_cell_jobs(population: int, repeats: int, windows: int | None = None) -> dict:
+    """Seconds per cell of whole cell ground-truth jobs (small preset, or `windows` training windows; no
+    logger), four ways, interleaved."""
     script = Path("tasks/ground_truth.py")
     if not script.exists():
         raise SystemExit("cell_jobs launches tasks/ground_truth.py: run it from the repository root")
@@ -153,7 +155,8 @@ def bench_cell_jobs(population: int, repeats: int) -> dict:
             for name, jobs in ways.items():
                 folders = [Path(scratch, f"{name}-{repeat}-{index}") for index in range(len(jobs))]
                 start = time.perf_counter()
-                running = [subprocess.Popen([sys.executable, str(script), "task=rnn_cell", "logger=none", *job,
+                budget = [] if windows is None else [f"model.max_steps={windows}"]
+                running = [subprocess.Popen([sys.executable, str(script), "task=rnn_cell", "logger=none", *budget, *job,
                                              f"store.dir={folder}", f"hydra.run.dir={folder}"],
                                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
                            for job, folder in zip(jobs, folders, strict=True)]
@@ -176,7 +179,8 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", choices=["ground_truth", "language_model", "cell_jobs"])
     parser.add_argument("--epochs", type=int, default=50, help="ground_truth: epochs per run")
-    parser.add_argument("--steps", type=int, default=20, help="language_model: training windows per run")
+    parser.add_argument("--steps", type=int, help="training windows per run (language_model: 20; cell_jobs: the "
+                        "small preset's)")
     parser.add_argument("--population", type=int, help="motifs trained at once (default 32 / 13)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--json", help="also write the figures to this JSON file")
@@ -185,13 +189,12 @@ def main() -> None:
     if args.what == "ground_truth":
         figures = bench_ground_truth(args.epochs, args.population or 32, args.repeats)
     elif args.what == "language_model":
-        figures = bench_language_model(args.steps, args.population or 13, args.repeats)
+        figures = bench_language_model(args.steps or 20, args.population or 13, args.repeats)
     else:
-        figures = bench_cell_jobs(args.population or 13, args.repeats)
+        figures = bench_cell_jobs(args.population or 13, args.repeats, args.steps)
     print(json.dumps(figures, indent=2))
     if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(figures, handle, indent=2)
+        write_json_atomic(Path(args.json), figures)
 
 
 if __name__ == "__main__":

@@ -21,8 +21,9 @@ from dish.motifs import Motif, motif_class
 from dish.petri_dish import DishPredictor
 from dish.plots import plot_comparison
 from dish.ranking import ranking_metrics
-from dish.runtime import configure_torch, finish_logger, make_logger
+from dish.runtime import config_group, configure_torch, finish_logger, make_logger
 from dish.surrogates import SURROGATES
+from dish.validation import validate_compare
 
 log = logging.getLogger(__name__)
 REPORTED = ("spearman", "kendall", "pearson", "zmse", "precision_at_k", "regret")
@@ -53,7 +54,11 @@ def make_predictor(name: str, cfg: DictConfig, motif_type: type[Motif], seed: in
 def evaluate_predictor(predictor: Predictor, table: GroundTruthTable, train: GroundTruthTable,
                        heldout: GroundTruthTable, k: int) -> tuple[dict[str, Any], np.ndarray]:
     """Fit on `train` and score the whole table in one call: the held-out ranking metrics, the predicted best
-    motif and timings, and the predictions for every motif of `table` (for the figure and the wandb table)."""
+    motif and timings, and the predictions for every motif of `table` (for the figure and the wandb table).
+
+    ``excluded`` says why a report leaves the entry out (else None): a ``non-finite prediction`` or a
+    ``constant prediction`` over the held-out motifs (both without metrics: null), or a ``diverged`` dish (its
+    metrics are kept but are not results)."""
     start = time.perf_counter()
     predictor.fit(train.motifs, train.scores)
     fit_seconds = time.perf_counter() - start
@@ -62,16 +67,19 @@ def evaluate_predictor(predictor: Predictor, table: GroundTruthTable, train: Gro
     predict_seconds = time.perf_counter() - start
     position = {motif.key: index for index, motif in enumerate(table.motifs)}
     predicted = curve[[position[motif.key] for motif in heldout.motifs]]
+    problem = None
+    if not np.isfinite(predicted).all():  # e.g. a dish whose inner loop overflowed
+        problem = "non-finite prediction"
+    elif np.ptp(predicted) <= 1e-6 * np.abs(predicted).max():  # all tied, up to a few float32 rounding steps
+        problem = "constant prediction"
     entry: dict[str, Any]
-    if np.isfinite(predicted).all():
+    if problem is None:
         metrics = ranking_metrics(predicted, heldout.scores, k=k)
         entry = {name: float(metrics[name]) for name in REPORTED}
         entry["best_motif"] = heldout.motifs[int(metrics["best_index"])].encode()
-    else:  # e.g. a dish whose inner loop overflowed: no ranking to judge, and the sweep goes on
-        log.warning("%s predicted non-finite scores for %d of %d held-out motifs: no metrics", predictor.name,
-                    int((~np.isfinite(predicted)).sum()), len(predicted))
-        entry = {name: math.nan for name in REPORTED}
-        entry["best_motif"] = None
+    else:  # no ranking to judge, and the sweep goes on
+        log.warning("%s: %s over the %d held-out motifs: no metrics", predictor.name, problem, len(predicted))
+        entry = {**dict.fromkeys(REPORTED), "best_motif": None}
     entry["fit_seconds"] = fit_seconds
     entry["predict_seconds_per_motif"] = predict_seconds / len(table)
     if isinstance(predictor, DishPredictor) and predictor.dish is not None and predictor.last is not None:
@@ -83,6 +91,8 @@ def evaluate_predictor(predictor: Predictor, table: GroundTruthTable, train: Gro
         if entry["diverged"]:
             log.warning("the dish diverged (max loss %.3g): its numbers are not results",
                         predictor.dish.max_dish_loss)
+            problem = "diverged"
+    entry["excluded"] = problem
     return entry, curve
 
 
@@ -91,16 +101,19 @@ def build_ground_truth(cfg: DictConfig) -> None:
     if cfg.gt.get("build") is None:
         return
     overrides = [*cfg.gt.build, f"store.path={cfg.gt.path}"]
-    run_ground_truth(compose(config_name="ground_truth", overrides=overrides))
+    with config_group("gt.build"):  # its bad values are named under gt.build
+        run_ground_truth(compose(config_name="ground_truth", overrides=overrides))
 
 
 def run_compare(cfg: DictConfig) -> dict[str, Any]:
     """Run the comparison of ``cfg.predictors``; write comparison.json and comparison.png in the run dir."""
+    validate_compare(cfg)
     build_ground_truth(cfg)
     configure_torch(cfg.seed, cfg.threads)
     output_dir = Path(cfg.paths.output_dir)
     motif_type = motif_class(cfg.gt.motif)
-    table = load_table(cfg.gt.path, motif_type, cfg.gt.score)
+    current = compose(config_name="ground_truth", overrides=list(cfg.gt.get("build") or []))  # its rows are read
+    table = load_table(cfg.gt.path, motif_type, cfg.gt.score, config_hash=cfg.gt.get("config_hash"), current=current)
     split = OmegaConf.to_container(cfg.split, resolve=True)
     train, heldout = split_table(table, seed=cfg.seed, **split)
     predictors = {name: make_predictor(name, cfg, motif_type, cfg.seed, output_dir / "dish")
@@ -116,7 +129,7 @@ def run_compare(cfg: DictConfig) -> dict[str, Any]:
             report["predictors"][name], curves[name] = evaluate_predictor(predictor, table, train, heldout,
                                                                           cfg.metrics.k)
         write_json_atomic(output_dir / "comparison.json", report)
-        plot_comparison(table, train, curves, cfg.gt.score, output_dir / "comparison.png")
+        plot_comparison(table, train, curves, report, output_dir / "comparison.png")
         _log(logger, report, table, train, curves)
         failed = False
     finally:
@@ -148,7 +161,11 @@ def _log(logger: Logger | None, report: dict[str, Any], table: GroundTruthTable,
 
 
 def _table(report: dict[str, Any]) -> str:
-    lines = [f"{'predictor':<14}" + "".join(f"{m:>16}" for m in (*REPORTED, "fit_seconds"))]
+    """One line per predictor: its metrics (``-`` where it has none) and why a report leaves it out, if it does."""
+    columns = (*REPORTED, "fit_seconds")
+    lines = [f"{'predictor':<14}" + "".join(f"{m:>16}" for m in columns) + "  excluded"]
     for name, entry in report["predictors"].items():
-        lines.append(f"{name:<14}" + "".join(f"{entry[m]:>16.4f}" for m in (*REPORTED, "fit_seconds")))
+        cells = "".join(f"{entry[m]:>16.4f}" if entry[m] is not None and math.isfinite(entry[m]) else f"{'-':>16}"
+                        for m in columns)
+        lines.append(f"{name:<14}{cells}  {entry['excluded'] or ''}".rstrip())
     return "\n".join(lines)

@@ -99,6 +99,13 @@ class GroundTruthModule(pl.LightningModule):
         if all(failed >= 0 for failed in self.failed_epoch):
             self.trainer.should_stop = True
 
+    def progress(self) -> tuple[float, str]:
+        """Epochs done, and the last validation loss (the best member's in a population)."""
+        epochs, total = len(self.val_loss_history), self.trainer.max_epochs
+        loss = float(self.val_loss_history[-1].nan_to_num(math.inf).min())
+        best = "" if len(self.motifs) == 1 else f"best of {len(self.motifs)} motifs "
+        return epochs / total, f"epoch {epochs}/{total}, {best}val_loss {loss:.4g}"
+
     @torch.no_grad()
     def evaluate(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         """Loss and accuracy of every member on a whole split: two (P,) tensors."""

@@ -17,7 +17,7 @@ import pytorch_lightning as pl
 import torch
 from hydra.utils import get_class
 from omegaconf import DictConfig
-from pytorch_lightning.callbacks import Callback, ModelCheckpoint
+from pytorch_lightning.callbacks import Callback, ModelCheckpoint, ProgressBar
 from pytorch_lightning.loggers import Logger, WandbLogger
 
 from dish.cells import RecurrentCell
@@ -25,17 +25,21 @@ from dish.errors import ConfigError
 from dish.ground_truth import GroundTruthModule
 from dish.language_model import LanguageModelGroundTruth
 from dish.motifs import Motif
-from dish.provenance import config_hash, git_commit, slurm_job, version
-from dish.runtime import config_group, configure_torch, finish_logger, instantiate_group, make_logger
+from dish.provenance import (
+    GROUND_TRUTH_SECTIONS,
+    NOT_GROUND_TRUTH,
+    config_hash,
+    git_commit,
+    hashed_settings,
+    slurm_job,
+    version,
+)
+from dish.runtime import config_group, configure_torch, finish_logger, instantiate_group, make_logger, progress_callback
 from dish.store import GroundTruthStore
+from dish.validation import validate_ground_truth
 
 log = logging.getLogger(__name__)
 
-# What defines a ground-truth number: rows made under the same hash of these are interchangeable.
-GROUND_TRUTH_SECTIONS = ("data", "model", "optimizer", "trainer", "seed")
-NOT_GROUND_TRUTH = ("data.data_dir", "data.download", "data.mirrors", "trainer.default_root_dir",
-                    "trainer.accelerator", "trainer.devices", "trainer.enable_checkpointing",
-                    "trainer.enable_progress_bar", "trainer.enable_model_summary", "trainer.log_every_n_steps")
 RESULT_COLUMNS = ("status", "val_loss", "val_acc", "val_ppl", "best_val_loss", "best_epoch")
 
 
@@ -53,6 +57,7 @@ def motifs_from_config(cfg: DictConfig) -> list[Motif]:
 
 def run_ground_truth(cfg: DictConfig) -> list[dict[str, Any]]:
     """Train every configured motif missing from the store (all of them with ``force``); return new rows."""
+    validate_ground_truth(cfg)
     configure_torch(cfg.seed, cfg.threads)
     motifs = motifs_from_config(cfg)
     store = GroundTruthStore(cfg.store.path, type(motifs[0]))
@@ -75,13 +80,16 @@ def run_ground_truth(cfg: DictConfig) -> list[dict[str, Any]]:
     resume = _resumable(last)
     if resume:
         log.info("resuming from checkpoint %s", last)
+    saver = _checkpoint_callback(cfg, checkpoints)
+    progress = [progress_callback(f"ground truth of {len(todo)} motif(s)")] if cfg.trainer.enable_progress_bar else []
     logger = make_logger(cfg)
     failed = True
     try:
-        saver = _checkpoint_callback(cfg, checkpoints)
         # Lightning adds a checkpoint callback of its own unless one is given or checkpointing is off
         trainer = instantiate_group(cfg, "trainer", logger=logger if logger is not None else False,
-                                    enable_checkpointing=isinstance(saver, ModelCheckpoint), callbacks=[saver])
+                                    enable_checkpointing=isinstance(saver, ModelCheckpoint),
+                                    enable_progress_bar=any(isinstance(c, ProgressBar) for c in progress),
+                                    callbacks=[saver, *progress])
         start = time.perf_counter()
         with warnings.catch_warnings():
             if resume:  # the folder holds the checkpoint we resume from, as it should
@@ -173,7 +181,8 @@ def _row(result: dict[str, Any], data: str, seed: int, spec: str, wall: float, p
     return {
         "motif_kind": motif.kind, "motif_key": motif.key, **motif.encode(), "data": data, **result,
         "wall_seconds": round(wall, 3), "population_size": population, "seed": seed, "config_hash": spec,
-        "dish_version": version(), "git_commit": git_commit(), "slurm_job": slurm_job(),
+        "settings": hashed_settings(spec), "dish_version": version(), "git_commit": git_commit(),
+        "slurm_job": slurm_job(),
         "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
 

@@ -118,6 +118,10 @@ class LanguageModelGroundTruth(pl.LightningModule):
         if self.trainer.should_stop or self.current_epoch == self.trainer.max_epochs - 1:  # only the last counts
             self.final_val_loss = self.evaluate(streams.valid)
 
+    def progress(self) -> tuple[float, str]:
+        """Training windows done of `max_steps`."""
+        return self.steps_done / self.max_steps, f"window {self.steps_done}/{self.max_steps}"
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["language_model_history"] = {"steps_done": self.steps_done, "final_val_loss": self.final_val_loss}
 

@@ -13,22 +13,25 @@ import subprocess
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
 
 import numpy as np
+from hydra import initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from dish.errors import ConfigError
-from dish.ground_truth_job import GROUND_TRUTH_SECTIONS, NOT_GROUND_TRUTH, run_ground_truth
-from dish.gt_table import SCORE_ORIENTATION, GroundTruthTable, load_table
+from dish.ground_truth_job import run_ground_truth
+from dish.gt_table import SCORE_ORIENTATION, SEARCH_FIELDS, GroundTruthTable, load_table
 from dish.motifs import Motif
-from dish.provenance import config_hash
+from dish.provenance import NOT_GROUND_TRUTH, ground_truth_hash
 from dish.store import GroundTruthStore
 
 log = logging.getLogger(__name__)
 ORACLES = ("live", "table")
 TASKS = Path(__file__).resolve().parents[2] / "tasks"
+CONF = TASKS.parent / "conf"
 # Groups and sections of tasks/ground_truth.py that a launched job must get exactly as this process has them.
 GROUPS = ("task", "data", "motif", "model", "optimizer", "trainer")
 SECTIONS = ("data", "model", "optimizer", "trainer", "checkpoint")
@@ -84,7 +87,7 @@ class LiveOracle:
         self.launcher_overrides, self.sweep_root = list(launcher_overrides), sweep_root
         self.motif_type = motif_type
         self.store = GroundTruthStore(Path(cfg.store.path).resolve(), self.motif_type)
-        self.spec = config_hash(cfg, GROUND_TRUTH_SECTIONS, NOT_GROUND_TRUTH)
+        self.spec = ground_truth_hash(cfg)
 
     def known(self) -> dict[str, tuple[Motif, float]]:
         """Every motif stored under this config, with its score (NaN where its training failed)."""
@@ -119,15 +122,20 @@ class LiveOracle:
         run_ground_truth(job)
 
     def _launch(self, motifs: Sequence[Motif], label: str) -> None:
+        """Train `motifs` as a multirun of tasks/ground_truth.py through the launcher; its stderr is shown as it
+        comes, and a multirun that fails raises `LaunchError` with the job's own error."""
         field = next(iter(motifs[0].encode()))
         values = ",".join(override_value(_only_value(motif)) for motif in motifs)
         command = [sys.executable, str(TASKS / "ground_truth.py"), "-m", f"hydra/launcher={self.launcher}",
                    f"hydra.sweep.dir={self.sweep_root / label}", "logger=none", *self._job_overrides(),
                    f"motif.{field}={values}", *self.launcher_overrides]
         log.info("launching %d ground-truth job(s): %s", len(motifs), " ".join(command[1:]))
-        finished = subprocess.run(command, check=False)
-        if finished.returncode != 0:
-            log.warning("the ground-truth multirun exited with %d; what it stored is used", finished.returncode)
+        with subprocess.Popen(command, stderr=subprocess.PIPE, text=True) as multirun:
+            error = _relay(multirun.stderr)
+        if multirun.returncode != 0:
+            raise LaunchError("ground_truth.launcher", f"the ground-truth jobs of {label} (hydra/launcher="
+                              f"{self.launcher}) failed with exit code {multirun.returncode}: {error}; their picks "
+                              "stay pending, and a rerun of this search retries them")
 
     def _job_overrides(self) -> list[str]:
         """This process's ground-truth config as overrides of tasks/ground_truth.py: group choices, then every
@@ -143,15 +151,66 @@ class LiveOracle:
 
 
 def make_oracle(cfg: DictConfig, motif_type: type[Motif], sweep_root: Path) -> Oracle:
-    """The oracle named by ``ground_truth.oracle``."""
+    """The oracle named by ``ground_truth.oracle``, once its settings are checked (`check_settings`)."""
     settings = cfg.ground_truth
+    check_settings(settings)
+    if settings.oracle == "table":
+        return TableOracle(load_table(settings.table, motif_type, settings.score,
+                                      config_hash=settings.get("config_hash"), current=cfg, fields=SEARCH_FIELDS))
+    return LiveOracle(cfg, motif_type, settings.score, settings.launcher, settings.launcher_overrides, sweep_root)
+
+
+def check_settings(settings: DictConfig) -> None:
+    """Refuse an unknown oracle or launcher, and every setting that does not apply to the chosen oracle and
+    launcher, before anything trains."""
+    if settings.oracle not in ORACLES:
+        raise ConfigError("ground_truth.oracle", f"unknown oracle {settings.oracle!r}", accepted=ORACLES)
+    launchers = launcher_options()
+    if settings.launcher not in launchers:
+        raise ConfigError("ground_truth.launcher", f"unknown launcher {settings.launcher!r}", accepted=launchers)
     if settings.oracle == "table":
         if not settings.table:
             raise ConfigError("ground_truth.table", "the table oracle needs the path of a ground-truth CSV")
-        return TableOracle(load_table(settings.table, motif_type, settings.score))
-    if settings.oracle == "live":
-        return LiveOracle(cfg, motif_type, settings.score, settings.launcher, settings.launcher_overrides, sweep_root)
-    raise ConfigError("ground_truth.oracle", f"unknown oracle {settings.oracle!r}", accepted=ORACLES)
+        if settings.launcher != "population":
+            raise ConfigError("ground_truth.launcher", f"{settings.launcher!r} does not apply to the table oracle, "
+                              "which trains nothing", accepted=["population"])
+    else:
+        for name in ("table", "config_hash"):
+            if settings.get(name) is not None:
+                raise ConfigError(f"ground_truth.{name}", f"{settings[name]!r} does not apply to the live oracle, "
+                                  "which trains under this run's config", accepted=["null"])
+    if settings.launcher_overrides and settings.launcher == "population":
+        raise ConfigError("ground_truth.launcher_overrides", "apply only to a hydra launcher (the live oracle with "
+                          f"ground_truth.launcher other than population), got {list(settings.launcher_overrides)}",
+                          accepted=["[]"])
+
+
+def launcher_options() -> list[str]:
+    """What ``ground_truth.launcher`` accepts: ``population``, and every ``hydra/launcher`` option (this project's
+    presets in conf/hydra/launcher/ and the launcher plugins installed with Hydra)."""
+    if not GlobalHydra.instance().is_initialized():
+        with initialize_config_dir(config_dir=str(CONF), version_base=None):
+            return launcher_options()
+    return ["population", *GlobalHydra.instance().config_loader().get_group_options("hydra/launcher")]
+
+
+class LaunchError(ConfigError):
+    """The multirun that ``ground_truth.launcher`` ran failed: nothing of it counts as an evaluation."""
+
+
+def _relay(stream: IO[str] | None) -> str:
+    """Copy `stream` to stderr line by line until it ends; return its last ``error: ...`` line (without the
+    prefix), else its last line."""
+    error = last = None
+    for line in stream or ():
+        sys.stderr.write(line)
+        if text := line.strip():
+            last = text
+            if text.startswith("error: "):
+                error = text.removeprefix("error: ")
+    if error is not None:
+        return error
+    return f"its last line on stderr: {last}" if last else "no output on stderr"
 
 
 def override_value(value: Any) -> str:

@@ -29,14 +29,24 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar
 from torch import Tensor, nn
 
 from dish.cells import RecurrentCell
-from dish.errors import ConfigError
+from dish.errors import BOOLEAN, NON_NEGATIVE, POSITIVE, POSITIVE_INT, ConfigError, Rule, one_of
 from dish.motifs import Motif
+from dish.runtime import progress_callback
 
 Params = list[Tensor]
+DISH_RULES: dict[str, Rule] = {
+    **dict.fromkeys(("num_samples", "inner_steps", "sequence_length", "ensemble", "steps"), POSITIVE_INT),
+    **dict.fromkeys(("inner_lr", "outer_lr", "lr_decay", "divergence_factor", "input_scale", "weight_gain"),
+                    POSITIVE),
+    "chance_penalty": NON_NEGATIVE, "init_scale": POSITIVE.or_null(), "gradient_clip_val": NON_NEGATIVE.or_null(),
+    "output_activation": BOOLEAN, "learn_targets": BOOLEAN, "resume": BOOLEAN, "warm_start": BOOLEAN,
+    "inner_optimizer": one_of("sgd", "adam"), "loss": one_of("mse", "bce"), "ensemble_score": one_of("mean", "median"),
+}
+"""What each option of `PetriDish` and `DishPredictor` accepts."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +85,16 @@ def zscore(values: Tensor) -> Tensor:
     return centred / centred.std(-1, correction=0, keepdim=True).clamp_min(1e-8)
 
 
+def check_dish_options(options: Mapping[str, Any]) -> None:
+    """Raise a `ConfigError` naming ``dish.<option>`` for the first option value a dish cannot use."""
+    for name, value in options.items():
+        if name in DISH_RULES:
+            DISH_RULES[name].check(f"dish.{name}", value)
+    sizes = options.get("sizes", [1, 1])
+    if not (isinstance(sizes, Sequence) and len(sizes) >= 2 and all(POSITIVE_INT.test(size) for size in sizes)):
+        raise ConfigError("dish.sizes", f"got {sizes!r}", accepted=["a list of at least two integers >= 1"])
+
+
 class PetriDish(pl.LightningModule):
     """A Petri dish for one motif kind; `training_step` runs the inner loop and returns the outer MSE.
 
@@ -99,21 +119,8 @@ class PetriDish(pl.LightningModule):
                  ensemble: int = 1, ensemble_score: str = "mean", input_scale: float = 1.0,
                  chance_penalty: float = 0.0, weight_gain: float = 1.0, seed: int = 0) -> None:
         super().__init__()
-        if inner_optimizer not in ("sgd", "adam"):
-            raise ConfigError("dish.inner_optimizer", f"unknown {inner_optimizer!r}", accepted=["sgd", "adam"])
-        if loss not in ("mse", "bce"):
-            raise ConfigError("dish.loss", f"unknown {loss!r}", accepted=["mse", "bce"])
-        if ensemble < 1:
-            raise ConfigError("dish.ensemble", f"needs at least one dish, got {ensemble}", accepted=["an integer >= 1"])
-        if ensemble_score not in ("mean", "median"):
-            raise ConfigError("dish.ensemble_score", f"unknown {ensemble_score!r}", accepted=["mean", "median"])
-        if input_scale <= 0:
-            raise ConfigError("dish.input_scale", f"got {input_scale}", accepted=["a number > 0"])
-        if chance_penalty < 0:
-            raise ConfigError("dish.chance_penalty", f"got {chance_penalty}", accepted=["a number >= 0"])
-        if weight_gain <= 0:
-            raise ConfigError("dish.weight_gain", f"got {weight_gain}", accepted=["a number > 0"])
         self.save_hyperparameters(ignore=["motif_type", "train_motifs"])
+        check_dish_options(self.hparams)
         self.motif_type = motif_type
         self.train_motifs = list(train_motifs)
         self.train_population = self.population(self.train_motifs)
@@ -255,6 +262,12 @@ class PetriDish(pl.LightningModule):
         self.log("train/outer_loss", outer, prog_bar=True)
         return outer
 
+    def progress(self) -> tuple[float, str]:
+        """Outer steps done, and the last outer loss."""
+        done, total = self.current_epoch + 1, self.trainer.max_epochs
+        loss = self.trainer.callback_metrics.get("train/outer_loss")
+        return done / total, f"outer step {done}/{total}" + ("" if loss is None else f", outer loss {float(loss):.4g}")
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["dish_health"] = {"max_dish_loss": self.max_dish_loss, "diverged_steps": self.diverged_steps}
 
@@ -320,6 +333,11 @@ class DishPredictor:
     def __init__(self, motif_type: type[Motif], steps: int = 200, gradient_clip_val: float = 1.0,
                  checkpoint_dir: str | None = None, resume: bool = True, seed: int = 0, warm_start: bool = False,
                  **dish_options: object) -> None:
+        unknown = sorted(set(dish_options) - set(DISH_OPTIONS))
+        if unknown:
+            raise ConfigError(f"dish.{unknown[0]}", "is not a dish option", accepted=DISH_OPTIONS)
+        check_dish_options({"steps": steps, "gradient_clip_val": gradient_clip_val, "resume": resume,
+                            "warm_start": warm_start, **dish_options})
         self.motif_type, self.steps, self.gradient_clip_val = motif_type, steps, gradient_clip_val
         self.checkpoint_dir, self.resume, self.seed, self.dish_options = checkpoint_dir, resume, seed, dish_options
         self.warm_start = warm_start
@@ -342,8 +360,10 @@ class DishPredictor:
                                  if resume else None)
             best = ModelCheckpoint(dirpath=folder, filename="dish-best", monitor="train/outer_loss", mode="min",
                                    save_top_k=1, save_last=True, enable_version_counter=False)
-            trainer = pl.Trainer(max_epochs=self.steps, gradient_clip_val=self.gradient_clip_val, callbacks=[best],
-                                 logger=False, enable_progress_bar=False, enable_model_summary=False,
+            progress = progress_callback("dish fit")
+            trainer = pl.Trainer(max_epochs=self.steps, gradient_clip_val=self.gradient_clip_val,
+                                 callbacks=[best, progress], logger=False,
+                                 enable_progress_bar=isinstance(progress, ProgressBar), enable_model_summary=False,
                                  num_sanity_val_steps=0, accelerator="cpu", devices=1, default_root_dir=scratch)
             with warnings.catch_warnings():
                 if resume:  # the folder holds the checkpoints we resume from, as it should
@@ -368,3 +388,8 @@ class DishPredictor:
             raise RuntimeError("fit the dish before predicting")
         self.last = self.dish.score(motifs)
         return self.last.scores
+
+
+DISH_OPTIONS = [name for cls in (PetriDish, DishPredictor) for name in inspect.signature(cls.__init__).parameters
+                if name not in ("self", "motif_type", "train_motifs", "seed", "checkpoint_dir", "dish_options")]
+"""The options a dish config (``dish.<option>``) may set."""

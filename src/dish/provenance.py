@@ -15,6 +15,14 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 import dish
 
+# What defines a ground-truth number: rows made under the same hash of these are interchangeable.
+GROUND_TRUTH_SECTIONS = ("data", "model", "optimizer", "trainer", "seed")
+NOT_GROUND_TRUTH = ("data.data_dir", "data.download", "data.mirrors", "trainer.default_root_dir",
+                    "trainer.accelerator", "trainer.devices", "trainer.enable_checkpointing",
+                    "trainer.enable_progress_bar", "trainer.enable_model_summary", "trainer.log_every_n_steps")
+_hashed: dict[str, str] = {}
+"""The settings behind every hash this process computed (compact JSON), for `hashed_settings`."""
+
 
 def config_hash(cfg: DictConfig, sections: Iterable[str], ignore: Iterable[str] = ()) -> str:
     """Short stable hash of the resolved config `sections` (dotted paths), leaving out the `ignore`d keys.
@@ -22,7 +30,19 @@ def config_hash(cfg: DictConfig, sections: Iterable[str], ignore: Iterable[str] 
     Ignored keys are never resolved, so they may point anywhere (e.g. at ``hydra:`` run-time values).
     """
     spec = {section: _resolved(OmegaConf.select(cfg, section), section, set(ignore)) for section in sections}
-    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    digest = hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    _hashed[digest] = json.dumps(spec, sort_keys=True, separators=(",", ":"), default=str)
+    return digest
+
+
+def ground_truth_hash(cfg: DictConfig) -> str:
+    """The config hash of the ground truth `cfg` defines (its store rows carry it as ``config_hash``)."""
+    return config_hash(cfg, GROUND_TRUTH_SECTIONS, NOT_GROUND_TRUTH)
+
+
+def hashed_settings(digest: str) -> str:
+    """What `digest` hashes, as compact sorted JSON (empty when this process never computed it)."""
+    return _hashed.get(digest, "")
 
 
 def _resolved(node: Any, path: str, ignored: set[str]) -> Any:

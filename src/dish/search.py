@@ -32,12 +32,9 @@ from dish.oracles import Oracle, make_oracle
 from dish.petri_dish import DishPredictor, dish_label
 from dish.plots import plot_search
 from dish.runtime import configure_torch, finish_logger, make_logger
-from dish.surrogates import SURROGATES
+from dish.validation import validate_search
 
 log = logging.getLogger(__name__)
-STOP_TARGETS = ("best", "top_fraction")
-PREDICTORS = ("dish", *SURROGATES, "random")
-"""What `search.predictor` accepts: the dish, a surrogate, or none (random search)."""
 
 
 @dataclass
@@ -57,7 +54,9 @@ class Ledger:
     def __init__(self, path: Path) -> None:
         self.path = path
         content = json.loads(path.read_text()) if path.exists() else {}
-        self.evaluations = [Evaluation(**entry) for entry in content.get("evaluations", [])]
+        # a failed evaluation's score is stored as null (strict JSON) and read back as NaN
+        self.evaluations = [Evaluation(**{**entry, "score": math.nan if entry["score"] is None else entry["score"]})
+                            for entry in content.get("evaluations", [])]
         self.pending: list[dict[str, Any]] = content.get("pending", [])
 
     def save(self) -> None:
@@ -148,22 +147,16 @@ def ledger_path(cfg: DictConfig) -> Path:
                                                                      "motif", "seed"]), resolve=False)
     for reporting_only in ("ledger", "budget", "tolerance", "top_fraction"):
         decided_by["search"].pop(reporting_only, None)
+    if decided_by["ground_truth"].get("config_hash") is None:  # added later: older ledgers keep their names
+        decided_by["ground_truth"].pop("config_hash", None)
     digest = hashlib.sha256(json.dumps(decided_by, sort_keys=True, default=str).encode()).hexdigest()[:12]
     return Path(cfg.store.dir) / "searches" / f"{cfg.search.predictor}-seed{cfg.search.seed}-{digest}.json"
 
 
 def run_search(cfg: DictConfig) -> dict[str, Any]:
     """Search until ``search.budget`` ground-truth evaluations are spent; write search.json and search.png."""
+    validate_search(cfg)
     settings = cfg.search
-    if settings.predictor not in PREDICTORS:
-        raise ConfigError("search.predictor", f"unknown predictor {settings.predictor!r}", accepted=PREDICTORS)
-    for field in ("budget", "top_k"):
-        if not (isinstance(settings[field], int) and settings[field] > 0):
-            raise ConfigError(f"search.{field}", f"must be a positive integer, got {settings[field]!r}")
-    if not (isinstance(settings.explore, int) and settings.explore >= 0):
-        raise ConfigError("search.explore", f"must be a non-negative integer, got {settings.explore!r}")
-    if settings.stop_at is not None and settings.stop_at not in STOP_TARGETS:
-        raise ConfigError("search.stop_at", f"unknown target {settings.stop_at!r}", accepted=[*STOP_TARGETS, None])
     configure_torch(settings.seed, cfg.threads)
     output_dir = Path(cfg.paths.output_dir)
     motif_type: type[Motif] = get_class(cfg.motif._target_)
@@ -180,12 +173,12 @@ def run_search(cfg: DictConfig) -> dict[str, Any]:
     logger = make_logger(cfg)
     failed = True
     try:
-        start = time.perf_counter()
+        start = round_start = time.perf_counter()
         if not ledger.evaluations and not ledger.pending:
             _start(cfg, motif_type, oracle, ledger)
         while True:
             if ledger.pending:
-                _evaluate_pending(motif_type, oracle, ledger)
+                _evaluate_pending(motif_type, oracle, ledger, round_start)
             left = settings.budget - ledger.spent
             if left <= 0 or _target_reached(oracle, ledger, settings):
                 break
@@ -195,12 +188,13 @@ def run_search(cfg: DictConfig) -> dict[str, Any]:
                 log.info("every candidate is evaluated: stopping with %d of %d budgeted", ledger.spent,
                          settings.budget)
                 break
+            round_start = time.perf_counter()
             picks = choose(predictor, ledger, pool, settings.top_k, settings.explore, left, rng)
             ledger.pending = [{"motif": m.encode(), "why": why, "round": ledger.round + 1} for m, why in picks]
             ledger.save()
         result = _result(cfg, oracle, ledger, time.perf_counter() - start)
         write_json_atomic(output_dir / "search.json", result)
-        plot_search({result["label"]: [result["curve"]]}, output_dir / "search.png", result.get("pool_best"))
+        plot_search({result["label"]: [result]}, output_dir / "search.png")
         _log(logger, result, output_dir)
         failed = False
     finally:
@@ -233,13 +227,19 @@ def _start(cfg: DictConfig, motif_type: type[Motif], oracle: Oracle, ledger: Led
     ledger.save()
 
 
-def _evaluate_pending(motif_type: type[Motif], oracle: Oracle, ledger: Ledger) -> None:
+def _evaluate_pending(motif_type: type[Motif], oracle: Oracle, ledger: Ledger, since: float) -> None:
+    """Score the round's picks and log one line on the round: its picks and their scores, the best score so
+    far and the seconds since `since` (when the round began choosing)."""
     motifs = [motif_type.decode(entry["motif"]) for entry in ledger.pending]
-    label = f"round_{ledger.pending[0]['round']}"
-    scores = oracle.evaluate(motifs, label)
+    round_ = ledger.pending[0]["round"]
+    scores = oracle.evaluate(motifs, f"round_{round_}")
     for motif, entry, score in zip(motifs, ledger.pending, scores, strict=True):
         ledger.evaluations.append(Evaluation(motif.key, motif.encode(), float(score), entry["round"], entry["why"]))
-        log.info("%s %s: %s = %.4f", label, entry["why"], motif.key, score)
+    picks = ", ".join(f"{motif.key} ({entry['why']}) {score:.4f}"
+                      for motif, entry, score in zip(motifs, ledger.pending, scores, strict=True))
+    best = max((e for e in ledger.evaluations if math.isfinite(e.score)), key=lambda e: e.score, default=None)
+    so_far = f"{best.score:.4f} ({best.key})" if best else "none"
+    log.info("round %d: %s; best so far %s; %.1f s", round_, picks, so_far, time.perf_counter() - since)
     ledger.pending = []
     ledger.save()
 
@@ -262,7 +262,10 @@ def _thresholds(scores: np.ndarray, settings: DictConfig) -> dict[str, float]:
 
 
 def _result(cfg: DictConfig, oracle: Oracle, ledger: Ledger, seconds: float) -> dict[str, Any]:
+    """search.json's content; ``ground_truth`` names the searched table (or the live store) and score column.
+    Nothing found yet is NaN (best_score) or -inf (a curve's best_score): null in the file."""
     evaluations = ledger.evaluations
+    searched = cfg.ground_truth.table if cfg.ground_truth.oracle == "table" else cfg.store.path
     curve = best_curve(evaluations)
     finite = [e for e in evaluations if math.isfinite(e.score)]
     best = max(finite, key=lambda e: e.score) if finite else None
@@ -272,7 +275,8 @@ def _result(cfg: DictConfig, oracle: Oracle, ledger: Ledger, seconds: float) -> 
         "spent": ledger.spent, "started_with": sum(e.round == 0 for e in evaluations),
         "best_motif": best.motif if best else None, "best_score": best.score if best else math.nan,
         "curve": curve, "evaluations": [asdict(e) for e in evaluations], "ledger": str(ledger.path),
-        "seconds": seconds,
+        "seconds": seconds, "ground_truth": {"oracle": cfg.ground_truth.oracle, "source": Path(searched).name,
+                                             "score": cfg.ground_truth.score},
     }
     table = getattr(oracle, "table", None)
     if table is not None:  # a table knows its optimum: how fast was it reached?
@@ -299,11 +303,18 @@ def _label(cfg: DictConfig) -> str:
 
 
 def _reach_line(result: dict[str, Any]) -> str:
+    """For a table search: how far the best found is from the table's best, and when the best and the top
+    fraction were reached (or that they were not, within the budget)."""
     if "pool_best" not in result:
         return ""
-    return (f"; within {result['pool_best'] - result['best_score']:.4g} of the table's best; reached the best "
-            f"after {result['evals_to_best']} and the top {result['top_fraction']:.0%} after "
-            f"{result['evals_to_top_fraction']} evaluation(s)")
+
+    def when(spent: int | None) -> str:
+        return "not within the budget" if spent is None else f"after {spent} evaluation(s)"
+
+    gap = result["pool_best"] - result["best_score"]
+    distance = f"within {gap:.4g} of the table's best" if math.isfinite(gap) else "no score found"
+    return (f"; {distance}; the best reached {when(result['evals_to_best'])}, the top "
+            f"{result['top_fraction']:.0%} {when(result['evals_to_top_fraction'])}")
 
 
 def _log(logger: Logger | None, result: dict[str, Any], output_dir: Path) -> None:
@@ -311,9 +322,11 @@ def _log(logger: Logger | None, result: dict[str, Any], output_dir: Path) -> Non
     line plot and the figure."""
     if logger is None:
         return
-    for point in result["curve"]:
+    found = [point for point in result["curve"] if math.isfinite(point["best_score"])]  # -inf: nothing found yet
+    for point in found:
         logger.log_metrics({"search/best_score": point["best_score"]}, step=point["spent"])
-    summary = {f"final/{key}": value for key, value in result.items() if isinstance(value, int | float)}
+    summary = {f"final/{key}": value for key, value in result.items()
+               if isinstance(value, int | float) and math.isfinite(value)}
     logger.log_metrics(summary)
     if isinstance(logger, WandbLogger):
         import wandb
@@ -321,7 +334,7 @@ def _log(logger: Logger | None, result: dict[str, Any], output_dir: Path) -> Non
         rows = [[e["round"], e["why"], e["key"], e["score"]] for e in result["evaluations"]]
         evaluations = wandb.Table(columns=["round", "why", "motif", "score"], data=rows)
         curve = wandb.Table(columns=["spent", "best_score"],
-                            data=[[p["spent"], p["best_score"]] for p in result["curve"]])
+                            data=[[p["spent"], p["best_score"]] for p in found])
         logger.experiment.log({"evaluations": evaluations,
                                "best_vs_spent": wandb.plot.line(curve, "spent", "best_score",
                                                                 title="best true score vs evaluations"),

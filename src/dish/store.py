@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import io
+import json
 import os
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from filelock import FileLock
 
@@ -16,6 +18,11 @@ from dish.errors import ConfigError, StoreError
 from dish.motifs import Motif
 
 SCORE_COLUMNS = ("val_loss", "val_acc")
+OWN_COLUMNS = ("motif_key", "config_hash")
+"""Columns that mark a table as this project's own store, whose every row must parse."""
+NUMERIC_COLUMNS = ("val_loss", "val_acc", "val_ppl", "best_val_loss", "best_val_acc", "best_epoch", "train_loss",
+                   "epochs", "train_steps", "wall_seconds", "population_size", "seed")
+"""Result columns of the project's store: each cell is a number, or empty (a failed row, an older row)."""
 
 
 class GroundTruthStore:
@@ -43,20 +50,46 @@ class GroundTruthStore:
             raise StoreError(f"store {self.path}: cannot be written ({exc})") from None
 
     def read(self) -> list[dict[str, str]]:
-        """All rows, as strings; an absent file is an empty table."""
+        """All rows, as strings; an absent file is an empty table. Every row of this project's own format (with
+        `OWN_COLUMNS`) must parse: a damaged one is a `StoreError` naming its line, and nothing is written."""
         if self.path.is_dir():
             raise StoreError(f"store {self.path}: is a directory, expected a CSV file")
         if not self.path.exists():
             return []
         try:
             with self.path.open(newline="", encoding="utf-8") as handle:
-                reader = csv.DictReader(handle)
-                rows = list(reader)
-                columns = reader.fieldnames or []
+                text = handle.read()
+            reader = csv.DictReader(io.StringIO(text, newline=""))
+            rows = [(reader.line_num, row) for row in reader]
+            columns = reader.fieldnames or []
         except (OSError, UnicodeDecodeError, csv.Error) as exc:
             raise StoreError(f"store {self.path}: cannot be read as CSV ({exc})") from None
         self._check_columns(columns)
-        return rows
+        if all(name in columns for name in OWN_COLUMNS):
+            for line, row in rows:
+                self._check_row(line, row, columns)
+            if not text.endswith(("\n", "\r")):
+                self._damaged(text.count("\n") + 1, "is cut off (the file ends inside it)")
+        return [row for _, row in rows]
+
+    def _check_row(self, line: int, row: Mapping[str | None, Any], columns: list[str]) -> None:
+        """Raise if the row at `line` of this project's store does not parse."""
+        if None in row or None in row.values():  # csv.DictReader's marks of too many and too few fields
+            fields = len(columns) + len(row[None]) if None in row else sum(value is not None for value in row.values())
+            self._damaged(line, f"has {fields} fields, the header has {len(columns)}")
+        try:
+            self.motif_type.decode(row)
+        except ConfigError as exc:
+            self._damaged(line, f"holds no valid {self.motif_type.kind} motif ({exc})")
+        for column in NUMERIC_COLUMNS:
+            if row.get(column) and not _is_number(row[column]):
+                self._damaged(line, f"has {column}={row[column]!r}, not a number")
+        if row.get("settings") and not _is_json(row["settings"]):
+            self._damaged(line, "has a settings cell that is not JSON")
+
+    def _damaged(self, line: int, problem: str) -> NoReturn:
+        raise StoreError(f"store {self.path}: line {line} {problem}; the file is damaged: repair or delete that "
+                         "line (nothing was written to it)")
 
     def _check_columns(self, columns: list[str]) -> None:
         missing = [name for name in self.motif_type.field_names() if name not in columns]
@@ -66,9 +99,9 @@ class GroundTruthStore:
                 f"{self.motif_type.kind} table needs {self.motif_type.field_names()} and one of {list(SCORE_COLUMNS)}")
 
     def check_writable(self) -> None:
-        """Fail now, not after training, if the table cannot be created or replaced."""
+        """Fail now, not after training, if the table cannot be created or replaced, or is damaged."""
         with self._locked():
-            pass
+            self.read()
         if not os.access(self.path.parent, os.W_OK):
             raise StoreError(f"store {self.path}: directory {self.path.parent} is not writable")
 
@@ -128,6 +161,22 @@ class GroundTruthStore:
         finally:
             if os.path.exists(temporary):
                 os.unlink(temporary)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _cell(value: Any) -> str:

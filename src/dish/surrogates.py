@@ -26,6 +26,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from torch import Tensor, nn
 
+from dish.errors import POSITIVE, POSITIVE_INT
 from dish.motifs import Motif
 
 
@@ -134,6 +135,9 @@ class NNSurrogate(Surrogate):
     name = "nn_surrogate"
 
     def __init__(self, hidden: int = 10, lr: float = 0.01, epochs: int = 500, seed: int = 0) -> None:
+        POSITIVE_INT.check("hidden", hidden)
+        POSITIVE.check("lr", lr)
+        POSITIVE_INT.check("epochs", epochs)
         self.hidden = hidden
         self.lr = lr
         self.epochs = epochs

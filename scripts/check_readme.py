@@ -1,0 +1,270 @@
+"""Run every shell command of the README as written, in a temporary copy of the checkout, with small-budget
+overrides appended (epochs, budgets, sizes), and check that each exits 0 and writes the outputs it names.
+
+Commands that need a GPU, the network or a cluster, and the set-up steps that CI has just run, are listed and
+skipped by name with the reason. Commands run in README order in one copy, so a command finds what the ones
+above it made (the store of the main job, a multirun to report on), as for a reader going down the page.
+
+    python scripts/check_readme.py             # every command
+    python scripts/check_readme.py --list      # what would run (with the appended overrides) or be skipped
+    python scripts/check_readme.py -k search   # only the commands containing 'search' (and no other)
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+REPO = Path(__file__).resolve().parents[1]
+SHELL_FENCE = re.compile(r"^\s*```(?:bash|sh|shell)\s*$")
+INLINE = re.compile(r"`((?:python|bash|pytest|ruff|wandb) [^`]+)`")
+
+SKIPPED = (  # (pattern in a command, why it is not run here)
+    (r"^pip install", "installs dish: .ci/run has just done it on this checkout"),
+    (r"^pytest\b", "the test command: .ci/run runs it before this check"),
+    (r"^bash \.ci/run", "CI itself"),
+    (r"scripts/check_readme\.py", "this check itself"),
+    (r"experiment=paper_rnn_gpu", "needs a GPU (trainer.accelerator=gpu) and downloads PTB"),
+    (r"data\.download=true", "downloads data (network)"),
+    (r"^wandb sync", "uploads to wandb.ai (network and an account)"),
+    (r"slurm", "needs a SLURM cluster (tests/test_slurm.py runs the local one in CI)"),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Command:
+    """One command of the README (continuation lines joined) and the line it starts on."""
+
+    text: str
+    line: int
+
+    @property
+    def words(self) -> list[str]:
+        return shlex.split(self.text, comments=True)
+
+    @property
+    def skip_reason(self) -> str | None:
+        return next((why for pattern, why in SKIPPED if re.search(pattern, self.text)), None)
+
+
+def extract(readme: str) -> list[Command]:
+    """The commands of the fenced shell blocks and the inline code spans that start with a program, in order;
+    a command written twice counts once, and ``a && b`` is two commands."""
+    found: dict[str, Command] = {}
+    for command in sorted([*_fenced(readme), *_inline(readme)], key=lambda c: c.line):
+        for part in _and_list(command.text):
+            found.setdefault(part, Command(part, command.line))
+    return list(found.values())
+
+
+def _fenced(readme: str) -> Iterator[Command]:
+    lines = readme.splitlines()
+    inside, pending, start = False, "", 0
+    for number, line in enumerate(lines, start=1):
+        if line.strip().startswith("```"):
+            inside = not inside and bool(SHELL_FENCE.match(line))
+            continue
+        if not inside or (not pending and (not line.strip() or line.lstrip().startswith("#"))):
+            continue
+        start = start if pending else number
+        if line.rstrip().endswith("\\"):
+            pending += line.rstrip()[:-1].strip() + " "
+            continue
+        yield Command(_without_comment(pending + line.strip()), start)
+        pending = ""
+
+
+def _inline(readme: str) -> Iterator[Command]:
+    for match in INLINE.finditer(readme):
+        yield Command(" ".join(match.group(1).split()), readme.count("\n", 0, match.start()) + 1)
+
+
+def _without_comment(text: str) -> str:
+    """`text` up to a ``#`` that starts a shell comment (outside quotes, after a blank)."""
+    quote = None
+    for index, char in enumerate(text):
+        if quote:
+            quote = None if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char == "#" and (index == 0 or text[index - 1].isspace()):
+            return text[:index].rstrip()
+    return text.rstrip()
+
+
+def _and_list(text: str) -> list[str]:
+    return [part.strip() for part in text.split(" && ")]
+
+
+def small_budget(command: Command) -> list[str]:
+    """Overrides appended to `command` so that it runs in seconds: few epochs, windows, outer steps, seeds."""
+    words = command.words
+    cells = any(word in ("task=rnn_cell", "gt.motif=rnn_cell", "experiment=paper_rnn_small") for word in words)
+    ground_truth = ["model.max_steps=3"] if cells else ["trainer.max_epochs=2"]
+    if words[:2] == ["python", "tasks/ground_truth.py"]:
+        return ground_truth
+    if words[:2] == ["python", "tasks/compare.py"]:
+        return ["dish.steps=2", *_small_ground_truth(words[2:], ground_truth)]
+    if words[:2] == ["python", "tasks/search.py"]:
+        seeds = [] if any(word.startswith("search.seed=") for word in words) else ["search.seed=0"]
+        return [*ground_truth, "search.budget=2", "dish.steps=2", *seeds]
+    if words[:3] == ["python", "-m", "dish.bench"]:
+        return ["--repeats", "1", "--epochs", "2", "--steps", "2", "--population", "2"]
+    return []
+
+
+def _small_ground_truth(arguments: list[str], budget: list[str]) -> list[str]:
+    """A comparison on the small-budget ground truth: a build (``gt.build``) gets the `budget` overrides too; a
+    comparison on a store table without a build picks the rows of the default config at that budget
+    (``gt.config_hash``), since the README's default-budget rows are not in the check's store."""
+    gt = _composed("compare", arguments).gt
+    if gt.get("build") is not None:
+        return [_list_override("gt.build", [*gt.build, *budget])]
+    if not str(gt.path).startswith("store/"):
+        return []
+    from dish.ground_truth_job import GROUND_TRUTH_SECTIONS, NOT_GROUND_TRUTH
+    from dish.provenance import config_hash
+
+    task = ["task=rnn_cell"] if gt.motif == "rnn_cell" else []
+    spec = config_hash(_composed("ground_truth", [*task, *budget]), GROUND_TRUTH_SECTIONS, NOT_GROUND_TRUTH)
+    return [f"gt.config_hash={spec}"]
+
+
+def _composed(config: str, arguments: list[str]) -> DictConfig:
+    """The config `config` of conf/ under the plain overrides among `arguments` (no flags, no sweeps)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    plain = [argument for argument in arguments if not argument.startswith("-")]
+    overrides = [argument for argument, parsed in zip(plain, OverridesParser.create().parse_overrides(plain),
+                                                      strict=True) if not parsed.is_sweep_override()]
+    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+        return compose(config, overrides=overrides)
+
+
+def _list_override(key: str, items: list[str]) -> str:
+    return f"{key}=[{','.join(f'{chr(34)}{item}{chr(34)}' for item in items)}]"
+
+
+def expected_outputs(command: Command) -> list[str]:
+    """Globs (relative to the checkout) of what `command` must have written, as the README says (``a|b``: either;
+    a leading ``?``: the file may be older, e.g. a store whose motifs were all stored before and skipped)."""
+    words = command.words
+    if words[:2] == ["python", "tasks/report.py"]:  # its folder is a shell expression: any sweep's report
+        return ["outputs/*/multiruns/*/report.json|outputs/*/multiruns/*/search_report.json"]
+    if words[:3] == ["python", "-m", "dish.bench"]:
+        return [words[words.index("--json") + 1]] if "--json" in words else []
+    if words[0] != "python" or not words[1].startswith("tasks/"):
+        return []
+    task = Path(words[1]).stem
+    folder = f"outputs/{task}/multiruns/*/*" if _multirun(words) else f"outputs/{task}/runs/*"
+    written = {"ground_truth": "?store/*.csv", "compare": f"{folder}/comparison.json",
+               "search": f"{folder}/search.json"}
+    return [f"{folder}/.hydra/config.yaml", written[task]]
+
+
+def _multirun(words: list[str]) -> bool:
+    experiments = [word.partition("=")[2] for word in words if word.startswith("experiment=")]
+    return "-m" in words or any("mode: MULTIRUN" in (REPO / "conf" / "experiment" / f"{name}.yaml").read_text()
+                                for name in experiments)
+
+
+def copy_checkout(target: Path) -> None:
+    """The files git tracks plus the untracked ones it does not ignore (what a fresh clone of a commit of the
+    working tree holds), and ``../shared`` beside it when the checkout has one."""
+    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, check=True,
+                            capture_output=True, text=True).stdout.split("\0")
+    for name in filter(None, listed):
+        if (REPO / name).is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, target / name)
+    if (REPO.parent / "shared").is_dir():
+        (target.parent / "shared").symlink_to(REPO.parent / "shared")
+
+
+def environment(home: Path, checkout: Path) -> dict[str, str]:
+    """A newcomer's environment: W&B offline with its files under `home`, nothing redirected, the copy's code."""
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(("WANDB_", "HYDRA_")) and key not in ("DATA_DIR", "DISH_STORE")}
+    env.update(WANDB_MODE="offline", WANDB_DIR=str(home), WANDB_CACHE_DIR=str(home / "cache"),
+               WANDB_CONFIG_DIR=str(home / "config"), WANDB_DATA_DIR=str(home / "data"),
+               PYTHONPATH=str(checkout / "src"), PYTHONUNBUFFERED="1", MPLBACKEND="Agg")
+    return env
+
+
+def missing_outputs(checkout: Path, globs: list[str], since: float) -> list[str]:
+    """The globs of `expected_outputs` with no file under `checkout` written at or after `since`."""
+    def fresh(pattern: str) -> bool:
+        if pattern.startswith("?"):
+            return any(checkout.glob(pattern[1:]))
+        return any(path.stat().st_mtime >= since for path in checkout.glob(pattern))
+
+    return [alternatives for alternatives in globs if not any(fresh(p) for p in alternatives.split("|"))]
+
+
+def run(commands: list[Command], timeout: float) -> int:
+    """Run `commands` in one temporary checkout; print a line per command and the totals; the failure count."""
+    passed = failed = 0
+    with tempfile.TemporaryDirectory(prefix="dish-readme-") as scratch:
+        checkout, home = Path(scratch, "repo"), Path(scratch, "home")
+        home.mkdir()
+        copy_checkout(checkout)
+        env = environment(home, checkout)
+        for command in commands:
+            text = " ".join([command.text, *map(shlex.quote, small_budget(command))])
+            since = time.time() - 1  # file systems keep mtimes to the second or coarser
+            start = time.perf_counter()
+            try:
+                done = subprocess.run(["bash", "-c", text], cwd=checkout, env=env, capture_output=True, text=True,
+                                      timeout=timeout, check=False)
+                status, output = done.returncode, done.stdout + done.stderr
+            except subprocess.TimeoutExpired as exc:
+                status, output = f"timed out after {timeout:.0f} s", str(exc.stdout or "") + str(exc.stderr or "")
+            missing = missing_outputs(checkout, expected_outputs(command), since) if status == 0 else []
+            seconds = time.perf_counter() - start
+            if status == 0 and not missing:
+                passed += 1
+                print(f"ok    {seconds:6.1f} s  README:{command.line}  {text}", flush=True)
+                continue
+            failed += 1
+            problem = f"exit status {status}" if status != 0 else f"wrote nothing at {', '.join(missing)}"
+            print(f"FAIL  {seconds:6.1f} s  README:{command.line}  {text}\n      {problem}; its output ends:\n"
+                  + "\n".join(f"      | {line}" for line in output.splitlines()[-30:]), flush=True)
+    return failed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--readme", type=Path, default=REPO / "README.md")
+    parser.add_argument("-k", dest="keyword", help="only the commands that contain this text")
+    parser.add_argument("--list", action="store_true", help="print the plan and run nothing")
+    parser.add_argument("--timeout", type=float, default=900, help="seconds one command may take")
+    args = parser.parse_args()
+    commands = [c for c in extract(args.readme.read_text()) if args.keyword is None or args.keyword in c.text]
+    skipped = [c for c in commands if c.skip_reason]
+    for command in skipped:
+        print(f"skip  README:{command.line}  {command.text}  ({command.skip_reason})")
+    runnable = [c for c in commands if not c.skip_reason]
+    if args.list:
+        for command in runnable:
+            print(f"run   README:{command.line}  {' '.join([command.text, *map(shlex.quote, small_budget(command))])}")
+        return
+    failed = run(runnable, args.timeout)
+    print(f"readme: {len(runnable) - failed} passed, {failed} failed, {len(skipped)} skipped")
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
