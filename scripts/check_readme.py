@@ -134,12 +134,10 @@ def _small_ground_truth(arguments: list[str], budget: list[str]) -> list[str]:
         return [_list_override("gt.build", [*gt.build, *budget])]
     if not str(gt.path).startswith("store/"):
         return []
-    from dish.ground_truth_job import GROUND_TRUTH_SECTIONS, NOT_GROUND_TRUTH
-    from dish.provenance import config_hash
+    from dish.provenance import ground_truth_hash
 
     task = ["task=rnn_cell"] if gt.motif == "rnn_cell" else []
-    spec = config_hash(_composed("ground_truth", [*task, *budget]), GROUND_TRUTH_SECTIONS, NOT_GROUND_TRUTH)
-    return [f"gt.config_hash={spec}"]
+    return [f"gt.config_hash={ground_truth_hash(_composed('ground_truth', [*task, *budget]))}"]
 
 
 def _composed(config: str, arguments: list[str]) -> DictConfig:

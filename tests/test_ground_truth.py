@@ -15,9 +15,9 @@ from pytorch_lightning.loggers import CSVLogger
 
 from dish.data import DigitsDataModule
 from dish.ground_truth import GroundTruthModule
-from dish.ground_truth_job import GROUND_TRUTH_SECTIONS, NOT_GROUND_TRUTH, TimedCheckpoint
+from dish.ground_truth_job import TimedCheckpoint
 from dish.motifs import SigmoidSlope
-from dish.provenance import config_hash
+from dish.provenance import GROUND_TRUTH_SECTIONS, NOT_GROUND_TRUTH, config_hash
 
 pytestmark = pytest.mark.usefixtures("flush_denormal")
 

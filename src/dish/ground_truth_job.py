@@ -25,15 +25,7 @@ from dish.errors import ConfigError
 from dish.ground_truth import GroundTruthModule
 from dish.language_model import LanguageModelGroundTruth
 from dish.motifs import Motif
-from dish.provenance import (
-    GROUND_TRUTH_SECTIONS,
-    NOT_GROUND_TRUTH,
-    config_hash,
-    git_commit,
-    hashed_settings,
-    slurm_job,
-    version,
-)
+from dish.provenance import git_commit, ground_truth_hash, ground_truth_settings, slurm_job, version
 from dish.runtime import config_group, configure_torch, finish_logger, instantiate_group, make_logger, progress_callback
 from dish.store import GroundTruthStore
 from dish.validation import validate_ground_truth
@@ -61,7 +53,7 @@ def run_ground_truth(cfg: DictConfig) -> list[dict[str, Any]]:
     configure_torch(cfg.seed, cfg.threads)
     motifs = motifs_from_config(cfg)
     store = GroundTruthStore(cfg.store.path, type(motifs[0]))
-    spec = config_hash(cfg, GROUND_TRUTH_SECTIONS, NOT_GROUND_TRUTH)
+    spec = ground_truth_hash(cfg)
     store.check_writable()
     done = set() if cfg.force else store.finished_keys(spec)
     todo = [motif for motif in motifs if motif.key not in done]
@@ -96,7 +88,9 @@ def run_ground_truth(cfg: DictConfig) -> list[dict[str, Any]]:
                 warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
             trainer.fit(module, datamodule=datamodule, ckpt_path=last if resume else None)
         wall = time.perf_counter() - start
-        rows = [_row(result, datamodule.name, cfg.seed, spec, wall, len(todo)) for result in module.results()]
+        settings = ground_truth_settings(cfg)
+        rows = [_row(result, datamodule.name, cfg.seed, spec, settings, wall, len(todo))
+                for result in module.results()]
         written = store.append(rows, replace=cfg.force)
         shutil.rmtree(checkpoints, ignore_errors=True)  # the rows are stored: nothing left to resume
         _log_results(logger, rows)
@@ -176,12 +170,13 @@ def _resumable(checkpoint: Path) -> bool:
     return True
 
 
-def _row(result: dict[str, Any], data: str, seed: int, spec: str, wall: float, population: int) -> dict:
+def _row(result: dict[str, Any], data: str, seed: int, spec: str, settings: str, wall: float,
+         population: int) -> dict:
     motif: Motif = result.pop("motif")
     return {
         "motif_kind": motif.kind, "motif_key": motif.key, **motif.encode(), "data": data, **result,
         "wall_seconds": round(wall, 3), "population_size": population, "seed": seed, "config_hash": spec,
-        "settings": hashed_settings(spec), "dish_version": version(), "git_commit": git_commit(),
+        "settings": settings, "dish_version": version(), "git_commit": git_commit(),
         "slurm_job": slurm_job(),
         "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }

@@ -20,8 +20,6 @@ GROUND_TRUTH_SECTIONS = ("data", "model", "optimizer", "trainer", "seed")
 NOT_GROUND_TRUTH = ("data.data_dir", "data.download", "data.mirrors", "trainer.default_root_dir",
                     "trainer.accelerator", "trainer.devices", "trainer.enable_checkpointing",
                     "trainer.enable_progress_bar", "trainer.enable_model_summary", "trainer.log_every_n_steps")
-_hashed: dict[str, str] = {}
-"""The settings behind every hash this process computed (compact JSON), for `hashed_settings`."""
 
 
 def config_hash(cfg: DictConfig, sections: Iterable[str], ignore: Iterable[str] = ()) -> str:
@@ -29,10 +27,8 @@ def config_hash(cfg: DictConfig, sections: Iterable[str], ignore: Iterable[str] 
 
     Ignored keys are never resolved, so they may point anywhere (e.g. at ``hydra:`` run-time values).
     """
-    spec = {section: _resolved(OmegaConf.select(cfg, section), section, set(ignore)) for section in sections}
-    digest = hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:12]
-    _hashed[digest] = json.dumps(spec, sort_keys=True, separators=(",", ":"), default=str)
-    return digest
+    spec = _spec(cfg, sections, ignore)
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 def ground_truth_hash(cfg: DictConfig) -> str:
@@ -40,9 +36,14 @@ def ground_truth_hash(cfg: DictConfig) -> str:
     return config_hash(cfg, GROUND_TRUTH_SECTIONS, NOT_GROUND_TRUTH)
 
 
-def hashed_settings(digest: str) -> str:
-    """What `digest` hashes, as compact sorted JSON (empty when this process never computed it)."""
-    return _hashed.get(digest, "")
+def ground_truth_settings(cfg: DictConfig) -> str:
+    """What `ground_truth_hash` hashes, as compact sorted JSON (the store's ``settings`` column)."""
+    return json.dumps(_spec(cfg, GROUND_TRUTH_SECTIONS, NOT_GROUND_TRUTH), sort_keys=True, separators=(",", ":"),
+                      default=str)
+
+
+def _spec(cfg: DictConfig, sections: Iterable[str], ignore: Iterable[str]) -> dict[str, Any]:
+    return {section: _resolved(OmegaConf.select(cfg, section), section, set(ignore)) for section in sections}
 
 
 def _resolved(node: Any, path: str, ignored: set[str]) -> Any:
