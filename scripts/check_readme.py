@@ -40,6 +40,7 @@ SKIPPED = (  # (pattern in a command, why it is not run here)
     (r"data\.download=true", "downloads data (network)"),
     (r"^wandb sync", "uploads to wandb.ai (network and an account)"),
     (r"slurm", "needs a SLURM cluster (tests/test_slurm.py runs the local one in CI)"),
+    (r"^dish-", "a console script of a non-editable install: scripts/check_install.sh runs it in a fresh venv"),
 )
 
 
@@ -109,17 +110,18 @@ def _and_list(text: str) -> list[str]:
 
 
 def small_budget(command: Command) -> list[str]:
-    """Overrides appended to `command` so that it runs in seconds: few epochs, windows, outer steps, seeds."""
+    """Overrides appended to `command` so that it runs in seconds: few epochs, windows, outer steps, seeds, and
+    fewer Fashion-MNIST images."""
     words = command.words
     cells = any(word in ("task=rnn_cell", "gt.motif=rnn_cell", "experiment=paper_rnn_small") for word in words)
     ground_truth = ["model.max_steps=3"] if cells else ["trainer.max_epochs=2"]
     if words[:2] == ["python", "tasks/ground_truth.py"]:
-        return ground_truth
+        return [*ground_truth, *_fewer_images("ground_truth", words[2:])]
     if words[:2] == ["python", "tasks/compare.py"]:
         return ["dish.steps=2", *_small_ground_truth(words[2:], ground_truth)]
     if words[:2] == ["python", "tasks/search.py"]:
         seeds = [] if any(word.startswith("search.seed=") for word in words) else ["search.seed=0"]
-        return [*ground_truth, "search.budget=2", "dish.steps=2", *seeds]
+        return [*ground_truth, *_fewer_images("search", words[2:]), "search.budget=2", "dish.steps=2", *seeds]
     if words[:3] == ["python", "-m", "dish.bench"]:
         return ["--repeats", "1", "--epochs", "2", "--steps", "2", "--population", "2"]
     return []
@@ -131,13 +133,19 @@ def _small_ground_truth(arguments: list[str], budget: list[str]) -> list[str]:
     (``gt.config_hash``), since the README's default-budget rows are not in the check's store."""
     gt = _composed("compare", arguments).gt
     if gt.get("build") is not None:
-        return [_list_override("gt.build", [*gt.build, *budget])]
+        return [_list_override("gt.build", [*gt.build, *budget, *_fewer_images("ground_truth", list(gt.build))])]
     if not str(gt.path).startswith("store/"):
         return []
-    from dish.provenance import ground_truth_hash
+    from dish.core.provenance import ground_truth_hash
 
     task = ["task=rnn_cell"] if gt.motif == "rnn_cell" else []
     return [f"gt.config_hash={ground_truth_hash(_composed('ground_truth', [*task, *budget]))}"]
+
+
+def _fewer_images(config: str, arguments: list[str]) -> list[str]:
+    """1k of Fashion-MNIST's 10k training and 10k validation images, where `config` under `arguments` trains on it."""
+    target = str(_composed(config, arguments).data._target_)
+    return ["data.subset=1000", "data.val_subset=1000"] if target.endswith("FashionMnistDataModule") else []
 
 
 def _composed(config: str, arguments: list[str]) -> DictConfig:
@@ -185,7 +193,10 @@ def copy_checkout(target: Path) -> None:
     listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, check=True,
                             capture_output=True, text=True).stdout.split("\0")
     for name in filter(None, listed):
-        if (REPO / name).is_file():
+        if (REPO / name).is_symlink():  # e.g. conf -> src/dish/conf
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            (target / name).symlink_to(os.readlink(REPO / name))
+        elif (REPO / name).is_file():
             (target / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / name, target / name)
     if (REPO.parent / "shared").is_dir():

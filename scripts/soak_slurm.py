@@ -25,9 +25,9 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from dish.ground_truth_job import checkpoint_dir
-from dish.motifs import SigmoidSlope
-from dish.store import GroundTruthStore
+from dish.ground_truth.checkpoints import checkpoint_dir
+from dish.motifs.sigmoid_slope import SigmoidSlope
+from dish.store.csv_store import GroundTruthStore
 
 REPO = Path(__file__).resolve().parents[1]
 JOB_NAME = "dish-soak"

@@ -5,18 +5,7 @@
     python tasks/compare.py -m gt.path=FILE split=random split.n=6,10,14 seed=0,1,2,3,4
 """
 
-import hydra
-from omegaconf import DictConfig
-
-from dish import cli
-from dish.compare_job import run_compare
-
-
-@hydra.main(version_base="1.3", config_path="../conf", config_name="compare")
-@cli.task
-def main(cfg: DictConfig) -> None:
-    run_compare(cfg)
-
+from dish.cli.compare import entry
 
 if __name__ == "__main__":
-    cli.run(main)
+    entry()

@@ -6,18 +6,7 @@
     python tasks/ground_truth.py population.slopes='[0.05,0.1,1]' # many motifs in one process
 """
 
-import hydra
-from omegaconf import DictConfig
-
-from dish import cli
-from dish.ground_truth_job import run_ground_truth
-
-
-@hydra.main(version_base="1.3", config_path="../conf", config_name="ground_truth")
-@cli.task
-def main(cfg: DictConfig) -> None:
-    run_ground_truth(cfg)
-
+from dish.cli.ground_truth import entry
 
 if __name__ == "__main__":
-    cli.run(main)
+    entry()

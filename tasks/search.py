@@ -5,18 +5,7 @@
     python tasks/report.py outputs/search/multiruns/<time>     # curves of every strategy over seeds
 """
 
-import hydra
-from omegaconf import DictConfig
-
-from dish import cli
-from dish.search import run_search
-
-
-@hydra.main(version_base="1.3", config_path="../conf", config_name="search")
-@cli.task
-def main(cfg: DictConfig) -> None:
-    run_search(cfg)
-
+from dish.cli.search import entry
 
 if __name__ == "__main__":
-    cli.run(main)
+    entry()

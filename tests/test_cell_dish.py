@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from dish.cells import RecurrentCell
-from dish.petri_dish import PetriDish
+from dish.motifs.rnn_cell import RecurrentCell
+from dish.predictors.petri_dish.model import PetriDish
 
 pytestmark = [
     pytest.mark.usefixtures("flush_denormal"),

@@ -7,9 +7,9 @@ import random
 import pytest
 import torch
 
-from dish.cells import OPS, PUBLISHED, CellPopulation, RecurrentCell, parse_genotype
-from dish.errors import ConfigError
-from dish.motifs import decode_motif, motif_class
+from dish.core.errors import ConfigError
+from dish.motifs.kind import decode_motif, motif_class
+from dish.motifs.rnn_cell import OPS, PUBLISHED, CellPopulation, RecurrentCell, parse_genotype
 
 
 def test_published_genotypes_by_name_and_their_encoding():

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 from wandb_records import summarize
 
-from dish.compare_job import REPORTED, _table, evaluate_predictor
-from dish.files import write_json_atomic
-from dish.gt_table import GroundTruthTable
-from dish.motifs import SigmoidSlope
+from dish.compare.job import REPORTED, _table, evaluate_predictor
+from dish.core.files import write_json_atomic
+from dish.motifs.sigmoid_slope import SigmoidSlope
+from dish.predictors.petri_dish.harness import DishPredictor
+from dish.store.tables import GroundTruthTable
 
 SLOPES = np.logspace(-2, 2, 14)
 CONTRACT_KEYS = {"spearman", "kendall", "pearson", "zmse", "regret", "best_motif", "fit_seconds", "excluded"}
@@ -118,6 +119,24 @@ def test_a_ranking_prediction_is_not_excluded():
     entry, _ = evaluate_predictor(Fixed(list(heldout.scores)), table, train, heldout, k=3)
     assert entry["excluded"] is None
     assert entry["spearman"] == pytest.approx(1.0) and entry["regret"] == 0.0
+
+
+def test_a_motif_the_predictor_calls_unusable_ranks_last():
+    """-inf (a motif whose dish run diverged) sits just below the lowest finite prediction."""
+    table, train, heldout = alternating_split()
+    values = list(heldout.scores)
+    values[int(np.argmax(heldout.scores))] = -math.inf  # the true best, called unusable
+    entry, _ = evaluate_predictor(Fixed(values), table, train, heldout, k=3)
+    assert entry["excluded"] is None and entry["regret"] > 0
+    assert entry["spearman"] == pytest.approx(1 - 6 * (6**2 + 6) / (7 * (7**2 - 1)))  # the best moved to last
+
+
+def test_a_dish_whose_every_outer_step_diverged_is_excluded():
+    table, train, heldout = alternating_split()
+    dish = DishPredictor(type(table.motifs[0]), steps=2, divergence_factor=1e-9, num_samples=4, inner_steps=2)
+    entry, curve = evaluate_predictor(dish, table, train, heldout, k=3)
+    assert entry["excluded"] == "diverged" and entry["diverged"] and entry["spearman"] is None
+    assert np.isnan(curve).all()
 
 
 def test_comparison_logs_a_wandb_table_offline(comparison):

@@ -11,7 +11,8 @@ import threading
 import pytest
 import torch
 
-from dish.corpus import (
+from dish.core.errors import ConfigError
+from dish.data.corpus import (
     PTB_FILES,
     Vocabulary,
     batchify,
@@ -20,7 +21,6 @@ from dish.corpus import (
     ptb_corpus,
     tokenize,
 )
-from dish.errors import ConfigError
 
 PTB_TEXT = {
     "ptb.train.txt": " the <unk> company said n't \n the company said $ N million \n mr. <unk> 's company \n",

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from dish.batching import EpochBatches
-from dish.data import DigitsDataModule, FashionMnistDataModule, MnistDataModule
-from dish.errors import ConfigError
-from dish.idx import SPLIT_FILES, read_idx
+from dish.core.epochs import EpochBatches
+from dish.core.errors import ConfigError
+from dish.data.idx import SPLIT_FILES, read_idx
+from dish.data.images import DigitsDataModule, FashionMnistDataModule, MnistDataModule
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 
@@ -305,7 +305,7 @@ def test_download_fetches_missing_files(tmp_path, http_root, mnist_files, no_pro
     assert sorted(p.name for p in stored.iterdir()) == sorted(f"{n}.gz" for n in SPLIT_FILES.values())
     for name in SPLIT_FILES.values():
         assert (stored / f"{name}.gz").read_bytes() == (root / "good" / f"{name}.gz").read_bytes()
-    assert not list(data_dir.rglob("*.part"))
+    assert not list(data_dir.rglob(".*.tmp"))
     assert dm.y_train.tolist() == arrays["train-labels-idx1-ubyte"].tolist()
     np.testing.assert_allclose(dm.x_val.numpy(),
                                arrays["t10k-images-idx3-ubyte"].reshape(4, 784).astype(np.float32) / 255,

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from dish.motifs import SigmoidSlope
-from dish.petri_dish import DishPredictor
+from dish.motifs.sigmoid_slope import SigmoidSlope
+from dish.predictors.petri_dish.harness import DishPredictor
 
 SLOPES = ("0.5", "1.0", "2.0", "4.0")
 KILL_SWEEP = ["data=digits", "logger=none", "trainer.max_epochs=60", "checkpoint.every_n_epochs=1",

@@ -13,11 +13,11 @@ from omegaconf import OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
 
-from dish.data import DigitsDataModule
-from dish.ground_truth import GroundTruthModule
-from dish.ground_truth_job import TimedCheckpoint
-from dish.motifs import SigmoidSlope
-from dish.provenance import GROUND_TRUTH_SECTIONS, NOT_GROUND_TRUTH, config_hash
+from dish.core.provenance import NOT_GROUND_TRUTH, config_hash
+from dish.data.images import DigitsDataModule
+from dish.ground_truth.checkpoints import TimedCheckpoint
+from dish.hosts.classifier import ClassifierGroundTruth
+from dish.motifs.sigmoid_slope import SigmoidSlope
 
 pytestmark = pytest.mark.usefixtures("flush_denormal")
 
@@ -31,7 +31,7 @@ def fit(slopes, epochs, optimizer=None, tmp_path=None, logger=False, callbacks=N
     dm = DigitsDataModule(batch_size=100, seed=0)
     dm.setup("fit")
     optimizer = optimizer or functools.partial(torch.optim.SGD, lr=0.1)
-    module = GroundTruthModule([SigmoidSlope(s) for s in slopes], dm.input_dim, dm.num_classes, [100, 100],
+    module = ClassifierGroundTruth([SigmoidSlope(s) for s in slopes], dm.input_dim, dm.num_classes, [100, 100],
                                optimizer, seed=0)
     saving = any(isinstance(callback, ModelCheckpoint) for callback in callbacks or ())
     trainer = pl.Trainer(max_epochs=epochs, logger=logger, enable_checkpointing=saving, callbacks=callbacks,
@@ -125,7 +125,7 @@ def test_same_config_gives_identical_numbers(tmp_path):
     assert torch.equal(torch.stack(first.val_acc_history), torch.stack(second.val_acc_history))
 
 
-SAVERS = {  # the job's two ways of keeping last.ckpt (see ground_truth_job._checkpoint_callback)
+SAVERS = {  # the job's two ways of keeping last.ckpt (see dish.ground_truth.checkpoints.checkpoint_callback)
     "every-epoch": lambda folder: ModelCheckpoint(dirpath=folder, filename="last", save_top_k=1, every_n_epochs=1,
                                                   enable_version_counter=False),
     "timed": lambda folder: TimedCheckpoint(folder / "last.ckpt", minutes=0.0),
@@ -154,7 +154,7 @@ def test_timed_checkpoint_saves_at_epoch_end_once_its_time_has_come(tmp_path, mi
     fit([0.5], 2, tmp_path=tmp_path, callbacks=[TimedCheckpoint(path, minutes)])
     assert path.exists() == saved
     if saved:
-        assert not list(path.parent.glob("*.part"))
+        assert not list(path.parent.glob(".*.tmp"))
 
 
 def test_all_members_diverging_are_failed_and_training_stops(tmp_path):
@@ -227,11 +227,11 @@ def test_config_hash_covers_what_defines_a_number():
         cfg = base.copy()
         for key, value in updates.items():
             OmegaConf.update(cfg, key, value)
-        return config_hash(cfg, GROUND_TRUTH_SECTIONS, NOT_GROUND_TRUTH)
+        return config_hash(cfg, ClassifierGroundTruth.sections, NOT_GROUND_TRUTH)
 
     reference = changed()
     assert len(reference) == 12
-    assert reference == config_hash(base.copy(), GROUND_TRUTH_SECTIONS, NOT_GROUND_TRUTH)
+    assert reference == config_hash(base.copy(), ClassifierGroundTruth.sections, NOT_GROUND_TRUTH)
     # where the data lives, how it is fetched, the store and the motif do not change the number
     for key, value in {"data.data_dir": "elsewhere", "data.download": True, "data.mirrors": ["http://b/"],
                        "store.path": "b.csv", "motif.slope": 4.0, "force": True, "threads": 1,

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from dish.errors import ConfigError, StoreError
-from dish.gt_table import SCORE_ORIENTATION, SEARCH_FIELDS, GroundTruthTable, load_table, split_table
-from dish.motifs import SigmoidSlope
-from dish.provenance import ground_truth_hash
-from dish.store import GroundTruthStore
+from dish.core.errors import ConfigError, StoreError
+from dish.core.provenance import ground_truth_hash
+from dish.motifs.sigmoid_slope import SigmoidSlope
+from dish.store.csv_store import GroundTruthStore
+from dish.store.tables import SCORE_ORIENTATION, SEARCH_FIELDS, GroundTruthTable, load_table, split_table
 
 
 def write_csv(path: Path, header: list[str], rows: list[list[object]]) -> Path:
@@ -100,7 +100,8 @@ def test_duplicates_with_different_scores_are_refused(tmp_path):
 # --- one config hash per comparison or search ------------------------------------------------------------------
 
 GROUND_TRUTH = OmegaConf.create({"data": {"batch_size": 100, "data_dir": "/anywhere"}, "model": {"hidden": [100]},
-                                 "optimizer": {"lr": 0.1}, "trainer": {"max_epochs": 5}, "seed": 0})
+                                 "optimizer": {"lr": 0.1}, "trainer": {"max_epochs": 5}, "seed": 0,
+                                 "motif": {"_target_": "dish.motifs.sigmoid_slope.SigmoidSlope", "slope": 1.0}})
 
 
 def store_rows(path: Path, digest: str, values: list[float], epochs: int, settings: bool = True) -> Path:

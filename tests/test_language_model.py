@@ -11,11 +11,12 @@ import torch
 from omegaconf import OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 
-import dish.language_model
-from dish.cells import RecurrentCell
-from dish.corpus import batchify, embedded_corpus
-from dish.language_model import LanguageModelGroundTruth, PopulationLanguageModel, fit_language_models
-from dish.text_data import StreamEpochs
+import dish.hosts.language_model
+from dish.core.epochs import OncePerEpoch
+from dish.data.corpus import batchify, embedded_corpus
+from dish.data.text import TokenStreams
+from dish.hosts.language_model import LanguageModelGroundTruth, PopulationLanguageModel, fit_language_models
+from dish.motifs.rnn_cell import RecurrentCell
 
 
 @pytest.fixture(scope="module")
@@ -55,12 +56,13 @@ def test_decoder_blocks_change_no_loss_or_gradient(corpus, streams, monkeypatch)
     cells = [RecurrentCell.sample(random.Random(seed)) for seed in range(5)]
     inputs, targets = streams[0][:, :10], streams[0][:, 1:11]
     blocks = []
-    one_block = dish.language_model.decoder_losses
-    monkeypatch.setattr(dish.language_model, "decoder_losses", lambda *a: blocks.append(len(a[0])) or one_block(*a))
+    one_block = dish.hosts.language_model.decoder_losses
+    monkeypatch.setattr(dish.hosts.language_model, "decoder_losses",
+                        lambda *a: blocks.append(len(a[0])) or one_block(*a))
 
     def losses_and_grads(block_bytes: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        monkeypatch.setattr(dish.language_model, "DECODER_BLOCK_BYTES", block_bytes)
-        net = PopulationLanguageModel(cells, len(corpus.vocab), hidden=8)
+        monkeypatch.setattr(dish.hosts.language_model, "DECODER_BLOCK_BYTES", block_bytes)
+        net = PopulationLanguageModel(RecurrentCell.population(cells), len(cells), len(corpus.vocab), hidden=8)
         losses, _ = net(inputs, targets, net.initial_state(len(inputs)))
         losses.sum().backward()
         return losses.detach(), [p.grad for p in net.parameters()]
@@ -77,7 +79,7 @@ def test_decoder_blocks_change_no_loss_or_gradient(corpus, streams, monkeypatch)
 @pytest.mark.filterwarnings("ignore:Checkpoint directory .* exists and is not empty")  # we resume from it
 def test_resuming_gives_the_numbers_of_an_uninterrupted_run(corpus, streams, tmp_path):
     cells = [RecurrentCell("darts_v2"), RecurrentCell.sample(random.Random(0))]
-    epochs = StreamEpochs(streams[0][:, :41], streams[1])  # 4 windows of 10 steps per epoch
+    epochs = OncePerEpoch(TokenStreams(streams[0][:, :41], streams[1]))  # 4 windows of 10 steps per epoch
 
     def train(max_epochs: int, ckpt_path: str | None = None) -> LanguageModelGroundTruth:
         module = LanguageModelGroundTruth(cells, len(corpus.vocab), hidden=8, bptt=10, max_steps=12)

@@ -8,8 +8,9 @@ import pickle
 import pytest
 import torch
 
-from dish.errors import ConfigError
-from dish.motifs import MOTIF_KINDS, SigmoidSlope, decode_motif, motif_class
+from dish.core.errors import ConfigError
+from dish.motifs.kind import MOTIF_KINDS, decode_motif, motif_class
+from dish.motifs.sigmoid_slope import SigmoidSlope
 
 
 @pytest.mark.parametrize("slope", [0.5, 1, 3.25, 1e-3, 250.0])
@@ -67,7 +68,7 @@ def test_decode_reports_missing_field():
 
 
 def test_population_config_drops_duplicates_keeping_order():
-    motifs = SigmoidSlope.from_population_config([2, 0.5, 2.0, 8, 0.1 + 0.2, 0.3, 0.5])
+    motifs = SigmoidSlope.from_population_config({"slopes": [2, 0.5, 2.0, 8, 0.1 + 0.2, 0.3, 0.5]})
     assert [m.slope for m in motifs] == [2.0, 0.5, 8.0, 0.3]
     assert all(isinstance(m, SigmoidSlope) for m in motifs)
 
@@ -75,8 +76,8 @@ def test_population_config_drops_duplicates_keeping_order():
 @pytest.mark.parametrize("values", [[1, -2], [1, "abc"], [0], [1, float("inf")]])
 def test_population_config_reports_bad_values_under_slopes(values):
     with pytest.raises(ConfigError) as info:
-        SigmoidSlope.from_population_config(values)
-    assert info.value.field == "slopes"
+        SigmoidSlope.from_population_config({"slopes": values})
+    assert info.value.field == "population.slopes"
     assert repr(values[-1]) in info.value.problem
 
 

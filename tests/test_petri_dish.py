@@ -8,10 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from dish.errors import ConfigError
-from dish.motifs import SigmoidSlope
-from dish.petri_dish import DishPredictor, MotifTable, PetriDish, dish_label, zscore
-from dish.ranking import ranking_metrics
+from dish.compare.ranking import ranking_metrics
+from dish.core.epochs import OncePerEpoch
+from dish.core.errors import ConfigError
+from dish.core.stats import zscore
+from dish.motifs.sigmoid_slope import SigmoidSlope
+from dish.predictors.petri_dish.harness import DishPredictor
+from dish.predictors.petri_dish.model import PetriDish
+from dish.predictors.petri_dish.options import dish_label
 
 pytestmark = [
     pytest.mark.usefixtures("flush_denormal"),
@@ -85,8 +89,8 @@ def test_divergence_is_detected_and_reported():
     assert dish.diverged_steps == 1
 
 
-def test_motif_table_serves_the_whole_table_once_per_epoch():
-    table = MotifTable(np.array([0.5, 0.25]))
+def test_a_once_per_epoch_loader_serves_its_item_once_per_epoch():
+    table = OncePerEpoch(torch.tensor([0.5, 0.25]))
     (scores,) = list(table)
     assert scores.tolist() == [0.5, 0.25]
 
@@ -186,3 +190,26 @@ def test_dish_predictor_refuses_bad_options_when_built(options: dict, message: s
     with pytest.raises(ConfigError) as refused:
         DishPredictor(SigmoidSlope, **options)
     assert refused.value.message.startswith(message), refused.value.message
+
+
+def test_a_dish_whose_every_outer_step_diverged_scores_nothing():
+    """Before, it ranked motifs with its untrained synthetic data as if it had learned."""
+    motifs = [SigmoidSlope(s) for s in (0.3, 1.0, 3.0, 10.0)]
+    predictor = DishPredictor(SigmoidSlope, steps=3, divergence_factor=1e-9, num_samples=4, inner_steps=2)
+    predictor.fit(motifs, np.array([0.1, 0.5, 0.9, 0.2]))
+    assert not predictor.trained and predictor.dish.diverged_steps == 3
+    assert np.isnan(predictor.predict(motifs)).all() and predictor.last.diverged.all()
+
+
+def test_a_training_motif_that_blows_up_is_left_out_of_the_outer_step():
+    """The step trains on the other motifs (before, one such motif skipped every step), with finite gradients."""
+    from dish.motifs.activation import Activation
+
+    blows_up = Activation(unary1="exp", unary2="exp", binary="mul", unary3="exp", unary4="x", binary2="mul")
+    motifs = [blows_up, Activation(name="relu"), Activation(name="tanh"), Activation(name="silu")]
+    dish = PetriDish(Activation, motifs, input_scale=30.0, inner_steps=5)
+    outer = dish.training_step(torch.tensor([0.0, 1.0, 0.5, 0.8]), 0)
+    assert dish.diverged_steps == 1 and outer is not None and torch.isfinite(outer)
+    outer.backward()
+    assert torch.isfinite(dish.x_train.grad).all() and dish.x_train.grad.abs().sum() > 0
+    assert dish.score(motifs).scores[0] == -np.inf  # and it scores the worst

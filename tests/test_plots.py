@@ -6,9 +6,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from dish.gt_table import GroundTruthTable
-from dish.motifs import SigmoidSlope
-from dish.plots import comparison_figure, plot_comparison, plot_search, search_figure, search_title
+from dish.motifs.sigmoid_slope import SigmoidSlope
+from dish.report.plots import comparison_figure, plot_comparison, plot_search, search_figure, search_title
+from dish.store.tables import GroundTruthTable
 
 SLOPES = [0.1, 0.3, 1.0, 3.0, 10.0, 30.0]
 

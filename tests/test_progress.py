@@ -13,7 +13,7 @@ import pytest
 from conftest import REPO, TASKS, task_env
 from pytorch_lightning.callbacks import TQDMProgressBar
 
-from dish.runtime import ProgressLog, progress_callback
+from dish.core.runtime import ProgressLog, progress_callback
 
 
 def run(task: str, overrides: list[str], home: Path, **env: str) -> subprocess.CompletedProcess[str]:

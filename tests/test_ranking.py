@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats  # a dependency of scikit-learn
 
-from dish.ranking import ranking_metrics
+from dish.compare.ranking import ranking_metrics
 
 TRUE = np.array([0.1, 0.4, 0.2, 0.9, 0.5, 0.3])
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from dish.provenance import ground_truth_hash
+from dish.core.provenance import ground_truth_hash
 
 REPO = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("check_readme", REPO / "scripts" / "check_readme.py")

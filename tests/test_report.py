@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from wandb_records import summarize
 
-from dish.report import aggregate, collect, format_table, write_report
-from dish.search_report import format_search_report
+from dish.report.search import format_search_report
+from dish.report.sweep import aggregate, collect, format_table, write_report
 
 
 def strict_json(path: Path):

@@ -9,7 +9,7 @@ import os
 import numpy as np
 import pytest
 
-from dish.files import finite_or_none, write_atomic, write_json_atomic
+from dish.core.files import finite_or_none, write_atomic, write_json_atomic
 
 
 def test_non_finite_numbers_become_null_anywhere_in_the_content(tmp_path):

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from dish.files import write_json_atomic
-from dish.search import Evaluation, Ledger, _reach_line, _result
-from dish.search_report import format_search_report, write_search_report
+from dish.core.files import write_json_atomic
+from dish.report.search import format_search_report, write_search_report
+from dish.search.loop import Evaluation, Ledger, _reach_line, _result
 
 
 def strict_json(path: Path):

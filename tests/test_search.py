@@ -17,10 +17,10 @@ import torch
 from conftest import start_task_process
 from wandb_records import summarize
 
-from dish.cells import RecurrentCell
-from dish.motifs import SigmoidSlope
-from dish.oracles import override_value
-from dish.search import Evaluation, Ledger, best_curve, choose, reached
+from dish.motifs.rnn_cell import RecurrentCell
+from dish.motifs.sigmoid_slope import SigmoidSlope
+from dish.search.loop import Evaluation, Ledger, best_curve, choose, reached
+from dish.search.oracles import override_value
 
 SLOPES = np.logspace(-1, 2, 30)
 OPTIMUM = SLOPES[np.argmin(np.abs(np.log10(SLOPES) - math.log10(3.0)))]
@@ -142,10 +142,10 @@ def test_joblib_launcher_trains_each_pick_in_another_process(tmp_path, run_searc
                       "ground_truth.launcher=joblib", f"ground_truth.launcher_overrides=[{overrides[1:-1]}]",
                       PID_FORMAT, f"store.dir={tmp_path}", f"hydra.run.dir={tmp_path / 'run'}", timeout=400)
     assert done.returncode == 0, done.stderr[-3000:]
-    search_pid = int(re.search(r"pid=(\d+) dish.search", (tmp_path / "run" / "search.log").read_text()).group(1))
+    search_pid = int(re.search(r"pid=(\d+) dish.search.loop", (tmp_path / "run" / "search.log").read_text()).group(1))
     job_logs = sorted((tmp_path / "run" / "ground_truth").glob("round_*/*/ground_truth.log"))
     assert len(job_logs) == 4  # 2 starting motifs, then 2 picks
-    job_pids = {int(re.search(r"pid=(\d+) dish.ground_truth_job", log.read_text()).group(1)) for log in job_logs}
+    job_pids = {int(re.search(r"pid=(\d+) dish.ground_truth.job", log.read_text()).group(1)) for log in job_logs}
     assert search_pid not in job_pids
     result = json.loads((tmp_path / "run" / "search.json").read_text())
     stored = {float(row["slope"]): -float(row["val_loss"]) for row in read_store(tmp_path / "sigmoid_slope_digits.csv")}
@@ -196,7 +196,7 @@ def test_choose_takes_the_predicted_best_and_explores_among_the_rest(tmp_path):
 def test_cell_candidates_are_new_random_cells_and_mutations_of_the_best(tmp_path):
     from omegaconf import OmegaConf
 
-    from dish.search import candidates
+    from dish.search.loop import candidates
 
     best, other = RecurrentCell("darts_v2"), RecurrentCell("darts_v1")
     ledger = Ledger(tmp_path / "ledger.json")
@@ -224,7 +224,7 @@ def test_override_values_are_written_in_hydra_grammar(value, written):
 
 
 def test_warm_started_dish_begins_where_the_previous_fit_ended():
-    from dish.petri_dish import DishPredictor
+    from dish.predictors.petri_dish.harness import DishPredictor
 
     motifs = [SigmoidSlope(s) for s in (0.5, 2.0, 8.0, 30.0)]
     scores = np.array([-2.0, -0.5, -0.2, -1.0])

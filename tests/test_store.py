@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from dish.errors import StoreError
-from dish.motifs import SigmoidSlope
-from dish.store import GroundTruthStore
+from dish.core.errors import StoreError
+from dish.motifs.sigmoid_slope import SigmoidSlope
+from dish.store.csv_store import GroundTruthStore
 
 
 def row(slope: float, val_loss: float, config_hash: str = "h1", **extra) -> dict:

@@ -8,8 +8,8 @@ import pytest
 from omegaconf import OmegaConf
 from test_store_tasks import composed_hash, last_line, store_rows
 
-from dish.errors import ConfigError
-from dish.oracles import check_settings, launcher_options
+from dish.core.errors import ConfigError
+from dish.search.oracles import check_settings, launcher_options
 
 SEARCH = ["ground_truth.oracle=table", "search.predictor=random", "search.start.store=false", "search.start.random=2",
           "search.budget=2", "logger=none"]
@@ -43,7 +43,7 @@ def test_unknown_launcher_is_a_one_line_error(tmp_path, run_search, oracle):
     done = run_search(f"ground_truth.oracle={oracle}", *table_setting, "ground_truth.launcher=foo", "logger=none",
                       f"store.dir={tmp_path}", f"hydra.run.dir={tmp_path / 'run'}")
     assert done.returncode == 2
-    line = last_line(done)  # the live oracle's settings are also checked with the search's (dish.validation)
+    line = last_line(done)  # the live oracle's settings are also checked with the search's (dish.cli.validation)
     assert line.startswith("error: ground_truth.launcher: ") and "'foo'" in line
     assert line.endswith(f"(accepted: {', '.join(launcher_options())})")
     assert not (tmp_path / "searches").exists()  # stopped before the search began

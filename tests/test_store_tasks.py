@@ -8,9 +8,9 @@ from pathlib import Path
 from conftest import REPO
 from hydra import compose, initialize_config_dir
 
-from dish.motifs import SigmoidSlope
-from dish.provenance import ground_truth_hash
-from dish.store import GroundTruthStore
+from dish.core.provenance import ground_truth_hash
+from dish.motifs.sigmoid_slope import SigmoidSlope
+from dish.store.csv_store import GroundTruthStore
 
 COMPARE = ["predictors=[quadratic]", "split=random", "split.n=3", "logger=none"]
 BUILD = ["data=digits", "population.slopes=[0.5,1,2,4,8,16]", "trainer.max_epochs=3", "logger=none"]

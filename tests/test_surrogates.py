@@ -12,9 +12,9 @@ import pytorch_lightning as pl
 import torch
 from sklearn.exceptions import ConvergenceWarning
 
-from dish.motifs import SigmoidSlope
-from dish.ranking import ranking_metrics
-from dish.surrogates import SURROGATES, GaussianProcessSurrogate, NNSurrogate, SurrogateMLP
+from dish.compare.ranking import ranking_metrics
+from dish.motifs.sigmoid_slope import SigmoidSlope
+from dish.predictors.surrogates import SURROGATES, GaussianProcessSurrogate, NNSurrogate, SurrogateMLP
 
 SLOPES = np.geomspace(0.05, 200, 15)
 SCORES = 1000 + 50 * -(np.log(SLOPES) - np.log(3)) ** 2  # a bowl in log-slope, far from zero mean / unit scale

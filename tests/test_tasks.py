@@ -87,7 +87,7 @@ def test_joblib_jobs_ran_in_several_processes(joblib_sweep, read_store):
         val_rows = [row for row in read_store(metrics) if row.get("val/loss")]
         assert [int(row["epoch"]) for row in val_rows] == list(range(10))
         log = (job_dir / "ground_truth.log").read_text()
-        pids |= {int(pid) for pid in re.findall(r"^pid=(\d+) dish\.ground_truth_job wrote 1 row", log, re.M)}
+        pids |= {int(pid) for pid in re.findall(r"^pid=(\d+) dish\.ground_truth\.job wrote 1 row", log, re.M)}
         slopes |= {float(s) for s in re.findall(r"sigmoid_slope\(slope=([\d.]+)\)", log)}
     assert not (sweep / "3").exists()
     assert slopes == SLOPES
@@ -225,7 +225,7 @@ GARBAGE = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe\xfd\x80\x81\x00garbage"
 BAD_INPUTS = {
     "unknown-data": (["data=foo"],
                      "data: unknown option 'foo' (accepted: digits, fashion_mnist, mnist, ptb, python_docs)"),
-    "unknown-motif": (["motif=bar"], "motif: unknown option 'bar' (accepted: rnn_cell, sigmoid_slope)"),
+    "unknown-motif": (["motif=bar"], "motif: unknown option 'bar' (accepted: activation, rnn_cell, sigmoid_slope)"),
     "unknown-launcher": (["hydra/launcher=nope"], "hydra/launcher: unknown option 'nope' (accepted: basic, "
                          "joblib, slurm, slurm_local, submitit_local, submitit_slurm)"),
     "bad-slope": (["motif.slope=-1"],

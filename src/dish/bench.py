@@ -2,8 +2,8 @@
 
 ``python -m dish.bench ground_truth``: activation motifs on the digits, three ways:
 (a) a plain PyTorch loop (nn.Linear layers, same init, batches, budget and per-epoch validation),
-(b) the Lightning single-motif job (`GroundTruthModule` with one motif, as `tasks/ground_truth.py` runs it),
-(c) population mode: 32 motifs in one batched `GroundTruthModule`.
+(b) the Lightning single-motif job (`ClassifierGroundTruth` with one motif, as `tasks/ground_truth.py` runs it),
+(c) population mode: 32 motifs in one batched `ClassifierGroundTruth`.
 
 ``python -m dish.bench language_model``: recurrent cells on the python_docs corpus (the small preset: hidden 64,
 BPTT 35, batch 32), one cell per job vs a population of 13 cells in one module.
@@ -35,14 +35,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dish.cells import RecurrentCell
-from dish.corpus import batchify, embedded_corpus
-from dish.data import DigitsDataModule, InMemoryDataModule
-from dish.files import write_json_atomic
-from dish.ground_truth import GroundTruthModule
-from dish.language_model import fit_language_models
-from dish.mlp import PopulationLinear, PopulationMLP
-from dish.motifs import SigmoidSlope
+from dish.core.files import write_json_atomic
+from dish.data.corpus import batchify, embedded_corpus
+from dish.data.images import DigitsDataModule, InMemoryDataModule
+from dish.hosts.classifier import ClassifierGroundTruth
+from dish.hosts.language_model import fit_language_models
+from dish.hosts.population import PopulationLinear, PopulationMLP
+from dish.motifs.rnn_cell import RecurrentCell
+from dish.motifs.sigmoid_slope import SigmoidSlope
 
 
 def plain_loop(dm: InMemoryDataModule, slope: float, epochs: int, lr: float, seed: int) -> tuple[float, float]:
@@ -76,8 +76,8 @@ def plain_loop(dm: InMemoryDataModule, slope: float, epochs: int, lr: float, see
 
 
 def lightning_fit(dm: InMemoryDataModule, slopes: list[float], epochs: int, lr: float, seed: int) -> list[float]:
-    """Train `slopes` as one `GroundTruthModule` under a Trainer set up like the job's; final val losses."""
-    module = GroundTruthModule([SigmoidSlope(s) for s in slopes], dm.input_dim, dm.num_classes, [100, 100],
+    """Train `slopes` as one `ClassifierGroundTruth` under a Trainer set up like the job's; final val losses."""
+    module = ClassifierGroundTruth([SigmoidSlope(s) for s in slopes], dm.input_dim, dm.num_classes, [100, 100],
                                functools.partial(torch.optim.SGD, lr=lr), seed=seed)
     trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=False, num_sanity_val_steps=0,
                          enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)

@@ -1,0 +1,42 @@
+"""The comparison's values, checked before any table is read or anything trains."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from dish.core.errors import INTEGER, NON_NEGATIVE_INT, NUMBER, POSITIVE_INT, TEXT, ConfigError, one_of
+from dish.motifs.kind import motif_class
+from dish.predictors.registry import check_predictor
+from dish.store.tables import SCORE_ORIENTATION, SPLIT_PROTOCOLS
+
+
+def validate_compare(cfg: DictConfig) -> None:
+    """The comparison's settings: the table (``gt.*``), the split's types and every predictor's options."""
+    if OmegaConf.is_missing(cfg.gt, "path"):
+        raise ConfigError("gt.path", "is required: the ground-truth CSV to compare the predictors on",
+                          accepted=["a CSV file, e.g. gt.path=store/sigmoid_slope_digits.csv"])
+    if cfg.gt.get("build") is None and not Path(cfg.gt.path).is_file():
+        raise ConfigError("gt.path", f"no such file {cfg.gt.path}",
+                          accepted=["an existing ground-truth CSV", "gt.build=[...] to train it first"])
+    one_of(*SCORE_ORIENTATION).check("gt.score", cfg.gt.score)
+    try:
+        motif_type = motif_class(cfg.gt.motif)
+    except ConfigError as exc:
+        raise ConfigError("gt.motif", exc.problem, exc.accepted) from None
+    INTEGER.check("seed", cfg.seed)
+    POSITIVE_INT.or_null().check("threads", cfg.threads)
+    POSITIVE_INT.check("metrics.k", cfg.metrics.k)
+    _check_split(cfg.split)
+    for name in cfg.predictors:
+        check_predictor(cfg, name, motif_type)
+
+
+def _check_split(split: DictConfig) -> None:
+    """The types of the split's fields (how many motifs it selects is checked once the table is read)."""
+    one_of(*SPLIT_PROTOCOLS).check("split.protocol", split.protocol)
+    rules = {"n": NON_NEGATIVE_INT, "slope_min": NUMBER.or_null(), "slope_max": NUMBER.or_null(), "column": TEXT}
+    for field, rule in rules.items():
+        if field in split:
+            rule.check(f"split.{field}", split[field])

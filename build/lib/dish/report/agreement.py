@@ -1,0 +1,75 @@
+"""Is a table ground truth? How two of its configs (e.g. two training seeds) rank the motifs both trained, and
+where given motifs rank in each.
+
+    python -m dish.report.agreement store/activation_fashion_mnist.csv --rank-of name=relu name=silu name=gelu
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import itertools
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+from torchmetrics.functional import kendall_rank_corrcoef, spearman_corrcoef
+
+from dish.core.errors import StoreError
+from dish.motifs.kind import motif_class
+from dish.store.csv_store import GroundTruthStore
+from dish.store.tables import SCORE_ORIENTATION
+
+
+def scores_by_config(path: Path, score: str) -> dict[str, dict[str, float]]:
+    """Per config hash, the oriented score (higher = better) of every successful row, by motif key."""
+    with path.open(newline="", encoding="utf-8") as handle:
+        first = next(csv.DictReader(handle), None)
+    if first is None or not first.get("motif_kind"):
+        raise StoreError(f"store {path}: has no rows of this project's format (with motif_kind)")
+    tables: dict[str, dict[str, float]] = defaultdict(dict)
+    for row in GroundTruthStore(path, motif_class(first["motif_kind"])).read():
+        if row.get("status") in (None, "", "ok") and row.get(score):
+            tables[row.get("config_hash", "")][row["motif_key"]] = SCORE_ORIENTATION[score] * float(row[score])
+    return dict(tables)
+
+
+def agreement(a: dict[str, float], b: dict[str, float]) -> tuple[int, float, float]:
+    """Motifs in both, and the Spearman and Kendall correlation of their scores."""
+    common = sorted(set(a) & set(b))
+    x = torch.tensor([a[key] for key in common], dtype=torch.float64)
+    y = torch.tensor([b[key] for key in common], dtype=torch.float64)
+    return len(common), float(spearman_corrcoef(x, y)), float(kendall_rank_corrcoef(x, y))
+
+
+def fields_of(key: str) -> dict[str, str]:
+    """The fields written in a motif key, as text: ``kind(a=1,b=x)`` -> ``{"a": "1", "b": "x"}``."""
+    inside = key.partition("(")[2].removesuffix(")")
+    return dict(item.partition("=")[::2] for item in inside.split(",") if item)
+
+
+def rank_of(ranked: list[dict[str, str]], field: str, value: str) -> str:
+    """The 1-based rank of the first motif whose `field` is `value`, or ``-``."""
+    return str(next((i + 1 for i, fields in enumerate(ranked) if fields.get(field) == value), "-"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("store", type=Path)
+    parser.add_argument("--score", default="val_loss", choices=sorted(SCORE_ORIENTATION))
+    parser.add_argument("--rank-of", nargs="*", default=[], metavar="FIELD=VALUE",
+                        help="report the rank of the motifs whose key holds FIELD=VALUE")
+    args = parser.parse_args()
+    tables = scores_by_config(args.store, args.score)
+    wanted = [text.partition("=")[::2] for text in args.rank_of]
+    for digest, table in tables.items():
+        ranked = [fields_of(key) for key in sorted(table, key=lambda key: -table[key])]
+        places = [f"{field}={value} {rank_of(ranked, field, value)}" for field, value in wanted]
+        print(f"config {digest}: {len(table)} motifs" + (f"; rank of {', '.join(places)}" if places else ""))
+    for (first, a), (second, b) in itertools.combinations(tables.items(), 2):
+        common, spearman, kendall = agreement(a, b)
+        print(f"{first} vs {second}: {common} motifs in both, Spearman {spearman:.3f}, Kendall {kendall:.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,240 @@
+"""Ground-truth tables (motifs and their scores, higher = better) and their train/held-out splits."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import DictConfig
+
+from dish.core.errors import ConfigError, StoreError
+from dish.core.provenance import ground_truth_hash
+from dish.motifs.kind import Motif
+from dish.store.csv_store import GroundTruthStore
+
+SCORE_ORIENTATION = {"val_loss": -1.0, "val_acc": 1.0, "val_ppl": -1.0, "best_val_loss": -1.0, "best_val_acc": 1.0}
+"""Sign that turns each stored column into a score where higher = better."""
+SPLIT_PROTOCOLS = ("random", "range", "flag")
+SETTING_COLUMNS = ("data", "epochs", "train_steps", "seed")
+"""Columns that tell the rows of two configs apart where the rows do not carry their ``settings``."""
+MIN_TRAIN = 3
+
+
+@dataclass(frozen=True, eq=False)  # eq=False: array fields make the generated __eq__ ambiguous
+class GroundTruthTable:
+    """Motifs with their scores (float64, higher = better) and any other numeric columns of their rows."""
+
+    motifs: list[Motif]
+    scores: np.ndarray
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "scores", np.asarray(self.scores, dtype=np.float64))
+        object.__setattr__(self, "extra", {name: np.asarray(values, dtype=np.float64)
+                                           for name, values in self.extra.items()})
+        lengths = {len(self.scores), *(len(values) for values in self.extra.values())}
+        if lengths != {len(self.motifs)}:
+            raise ValueError(f"{len(self.motifs)} motifs but score/extra columns of lengths {sorted(lengths)}")
+
+    def __len__(self) -> int:
+        return len(self.motifs)
+
+    def subset(self, indices: Sequence[int] | np.ndarray) -> GroundTruthTable:
+        """The rows at `indices` (integer positions), in that order."""
+        index = np.asarray(indices, dtype=np.intp)
+        return GroundTruthTable([self.motifs[i] for i in index], self.scores[index],
+                                {name: values[index] for name, values in self.extra.items()})
+
+
+@dataclass(frozen=True)
+class TableFields:
+    """The config fields a table's errors name: the comparison's (``gt.*``) or the search's (``ground_truth.*``)."""
+
+    path: str
+    score: str
+    config_hash: str
+
+
+COMPARE_FIELDS = TableFields("gt.path", "gt.score", "gt.config_hash")
+SEARCH_FIELDS = TableFields("ground_truth.table", "ground_truth.score", "ground_truth.config_hash")
+
+
+def load_table(path: str | os.PathLike[str], motif_type: type[Motif], score: str, *,
+               config_hash: str | int | None = None, current: DictConfig | None = None,
+               fields: TableFields = COMPARE_FIELDS) -> GroundTruthTable:
+    """The successful rows (``status`` absent, empty or ``ok``) of one config hash of a ground-truth CSV (see
+    `choose_hash`; a CSV without hashes is used whole), in a canonical order that does not depend on the
+    CSV's: by first feature, then key.
+
+    `score` names the column to rank by; it is oriented so that higher = better. Every other column whose
+    kept values all parse as numbers (besides the motif's own fields) is kept in `extra`, e.g. a 0/1 flag for
+    `split_table`. A motif listed twice is an error unless the scores agree.
+    """
+    if score not in SCORE_ORIENTATION:
+        raise ConfigError(fields.score, f"unknown score column {score!r}", accepted=list(SCORE_ORIENTATION))
+    store = GroundTruthStore(path, motif_type)
+    if not store.path.exists():
+        raise StoreError(f"store {store.path}: does not exist")
+    stored = store.read()
+    chosen = choose_hash(store.path, stored, config_hash, current, fields.config_hash)
+    all_rows = [row for row in stored if _hash_of(row) == chosen]
+    rows = [row for row in all_rows if row.get("status") in (None, "", "ok")]
+    if not rows:
+        raise StoreError(f"store {store.path}: has no successful rows ({len(all_rows)} rows, none with status ok)")
+    columns = [name for name in rows[0] if name is not None]  # None holds the cells of over-long rows
+    if score not in columns:
+        raise ConfigError(fields.score, f"column {score!r} is not in {store.path}", accepted=columns)
+    motifs = [_motif(store.path, motif_type, row) for row in rows]
+    scores = [SCORE_ORIENTATION[score] * _score(store.path, row, score, motif.key)
+              for row, motif in zip(rows, motifs, strict=True)]
+    skipped = {score, *motif_type.field_names()}
+    extra = {name: values for name in columns if name not in skipped
+             and (values := _numeric([row[name] for row in rows])) is not None}
+    keep = _unique(store.path, motifs, scores, fields.path)
+    keep.sort(key=lambda i: (motifs[i].features()[0], motifs[i].key))
+    return GroundTruthTable(motifs, np.array(scores, dtype=np.float64), extra).subset(keep)
+
+
+def choose_hash(path: Path, rows: Sequence[Mapping[str, str]], explicit: str | int | None, current: DictConfig | None,
+                field: str) -> str:
+    """The config hash whose rows a comparison or search reads, never a mix: `explicit` if given (it must be in
+    the table), else the hash of the ground-truth config `current` where the table has it, else the table's
+    only hash (empty for a table without hashes). Anything else is a `ConfigError` on `field` listing each hash
+    with its row count and the settings that tell them apart."""
+    counts = Counter(_hash_of(row) for row in rows)
+    if explicit is not None:
+        wanted = str(explicit)  # Hydra reads a hash of digits only as a number
+        if wanted not in counts:
+            raise ConfigError(field, f"{wanted!r} is not a config hash of {path}", accepted=_listing(rows, counts))
+        return wanted
+    if len(counts) <= 1:
+        return next(iter(counts), "")
+    current_hash = None if current is None else ground_truth_hash(current)
+    if current_hash in counts:
+        return current_hash
+    current_text = f", none of them this run's ({current_hash})" if current_hash else ""
+    raise ConfigError(field, f"{path} holds rows of {len(counts)} ground-truth configs{current_text}; choose one",
+                      accepted=_listing(rows, counts))
+
+
+def _hash_of(row: Mapping[str, str | None]) -> str:
+    return row.get("config_hash") or ""
+
+
+def _listing(rows: Sequence[Mapping[str, str]], counts: Counter[str]) -> list[str]:
+    """Each hash with its row count and its values of the settings that differ between the hashes."""
+    groups = {digest: [row for row in rows if _hash_of(row) == digest] for digest in counts}
+    recorded = all(any(row.get("settings") for row in group) for group in groups.values())
+    settings = {digest: _settings(group, recorded) for digest, group in groups.items()}
+    shared = set.intersection(*(set(values) for values in settings.values()))
+    differ = sorted(name for name in shared if len({settings[digest][name] for digest in counts}) > 1)
+    entries = []
+    for digest, count in counts.most_common():
+        values = "; ".join(f"{name}={settings[digest][name]}" for name in differ)
+        entries.append(f"{digest or '(no hash)'} ({count} row{'s' * (count != 1)}{': ' + values if values else ''})")
+    return entries
+
+
+def _settings(rows: Sequence[Mapping[str, str]], recorded: bool) -> dict[str, str]:
+    """The settings of one hash's rows: what it hashes, flattened, where the rows carry it (`recorded`: the
+    ``settings`` column of newer rows), else the values of the `SETTING_COLUMNS` the rows have."""
+    if recorded:
+        return dict(_flat(json.loads(next(row["settings"] for row in rows if row.get("settings"))), ""))
+    return {name: "|".join(sorted({row[name] or "" for row in rows})) for name in SETTING_COLUMNS if name in rows[0]}
+
+
+def _flat(node: Any, prefix: str) -> Iterator[tuple[str, str]]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _flat(value, f"{prefix}.{key}" if prefix else key)
+    else:
+        yield prefix, json.dumps(node)
+
+
+def _motif(path: Path, motif_type: type[Motif], row: Mapping[str, str]) -> Motif:
+    try:
+        return motif_type.decode(row)
+    except ConfigError as exc:
+        raise StoreError(f"store {path}: bad motif in row {dict(row)}: {exc}") from None
+
+
+def _score(path: Path, row: Mapping[str, str | None], column: str, key: str) -> float:
+    try:
+        value = float(row[column] or "")
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise StoreError(f"store {path}: row of {key} has no finite numeric {column} (got {row[column]!r})")
+    return value
+
+
+def _numeric(cells: list[str | None]) -> np.ndarray | None:
+    """The cells as floats, or None when any of them is not a number."""
+    try:
+        return np.array([float(cell or "") for cell in cells], dtype=np.float64)
+    except ValueError:
+        return None
+
+
+def _unique(path: Path, motifs: list[Motif], scores: list[float], field: str) -> list[int]:
+    """Positions of the first row of each motif; a motif stored twice must have the same score each time."""
+    first: dict[str, int] = {}
+    clashes = []
+    for i, motif in enumerate(motifs):
+        j = first.setdefault(motif.key, i)
+        if scores[j] != scores[i]:
+            clashes.append(motif.key)
+    if clashes:
+        raise ConfigError(field, f"{path} holds {len(set(clashes))} motif(s) more than once with different "
+                          f"scores (e.g. {clashes[0]}); filter it to one run per motif")
+    return list(first.values())
+
+
+def split_table(table: GroundTruthTable, protocol: str, *, n: int | None = None,
+                slope_min: float | None = None, slope_max: float | None = None, column: str | None = None,
+                seed: int = 0) -> tuple[GroundTruthTable, GroundTruthTable]:
+    """(train, held-out) by `protocol`; every motif lands in exactly one of them.
+
+    - ``random``: `n` motifs drawn without replacement with ``numpy.random.default_rng(seed)``;
+    - ``range``: the motifs with ``slope_min <= value <= slope_max`` of their kind's `scalar_field` (the slope; a
+      None bound is open);
+    - ``flag``: the rows whose numeric column `column` (see `GroundTruthTable.extra`) is 1.
+
+    A split with fewer than 3 training motifs or no held-out motif is a `ConfigError`.
+    """
+    if protocol not in SPLIT_PROTOCOLS:
+        raise ConfigError("split", f"unknown protocol {protocol!r}", accepted=SPLIT_PROTOCOLS)
+    if protocol == "random":
+        if n is None or not 0 <= n < len(table):
+            raise ConfigError("split.n", f"must be a number of training motifs below the table's {len(table)} (at "
+                              f"least one is held out), got {n}")
+        train = np.zeros(len(table), dtype=bool)
+        train[np.random.default_rng(seed).choice(len(table), size=n, replace=False)] = True
+    elif protocol == "range":
+        field = type(table.motifs[0]).scalar_field
+        if field is None:
+            raise ConfigError("split", f"protocol 'range' needs a motif kind with a scalar field; "
+                              f"{table.motifs[0].kind} has none", accepted=["random", "flag"])
+        axis = np.array([getattr(motif, field) for motif in table.motifs], dtype=np.float64)
+        low = -np.inf if slope_min is None else slope_min
+        high = np.inf if slope_max is None else slope_max
+        train = (low <= axis) & (axis <= high)
+    else:
+        if column not in table.extra:
+            raise ConfigError("split.column", f"{column!r} is not a numeric column of the table",
+                              accepted=sorted(table.extra))
+        train = table.extra[column] == 1
+    if train.sum() < MIN_TRAIN:
+        raise ConfigError("split", f"protocol {protocol!r} selects {train.sum()} training motifs; at least "
+                          f"{MIN_TRAIN} are needed to fit and rank")
+    if train.all():
+        raise ConfigError("split", f"protocol {protocol!r} selects all {len(table)} motifs for training and "
+                          "leaves none held out")
+    return table.subset(np.flatnonzero(train)), table.subset(np.flatnonzero(~train))
