@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A non-editable install of this checkout in a fresh virtual environment, used from an empty directory: the
+# A non-editable install of this checkout's HEAD in a fresh virtual environment, used from an empty directory: the
 # interface contract's ground-truth multirun (joblib) and live searches (in-process, and launching one job per
 # motif), checked by the rows they write. Exits non-zero on the first command that fails or writes too little.
 set -euo pipefail
@@ -9,7 +9,8 @@ trap 'rm -rf "$work"' EXIT
 python -m venv "$work/venv"
 pip=("$work/venv/bin/python" -m pip install -q --root-user-action=ignore)
 "${pip[@]}" torch==2.13.0
-"${pip[@]}" "$repo"
+mkdir "$work/source" && git -C "$repo" archive HEAD | tar -x -C "$work/source"  # a build leaves the checkout alone
+"${pip[@]}" "$work/source"
 export PATH="$work/venv/bin:$PATH" WANDB_MODE=offline
 mkdir "$work/empty" && cd "$work/empty"
 

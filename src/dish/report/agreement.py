@@ -16,22 +16,24 @@ import torch
 from torchmetrics.functional import kendall_rank_corrcoef, spearman_corrcoef
 
 from dish.core.errors import StoreError
-from dish.motifs.kind import motif_class
+from dish.motifs.kind import Motif, motif_class
 from dish.store.csv_store import GroundTruthStore
 from dish.store.tables import SCORE_ORIENTATION
 
 
-def scores_by_config(path: Path, score: str) -> dict[str, dict[str, float]]:
-    """Per config hash, the oriented score (higher = better) of every successful row, by motif key."""
+def scores_by_config(path: Path, score: str) -> tuple[type[Motif], dict[str, dict[str, float]]]:
+    """The table's motif kind and, per config hash, the oriented score (higher = better) of every successful row,
+    by motif key."""
     with path.open(newline="", encoding="utf-8") as handle:
         first = next(csv.DictReader(handle), None)
     if first is None or not first.get("motif_kind"):
         raise StoreError(f"store {path}: has no rows of this project's format (with motif_kind)")
+    kind = motif_class(first["motif_kind"])
     tables: dict[str, dict[str, float]] = defaultdict(dict)
-    for row in GroundTruthStore(path, motif_class(first["motif_kind"])).read():
+    for row in GroundTruthStore(path, kind).read():
         if row.get("status") in (None, "", "ok") and row.get(score):
             tables[row.get("config_hash", "")][row["motif_key"]] = SCORE_ORIENTATION[score] * float(row[score])
-    return dict(tables)
+    return kind, dict(tables)
 
 
 def agreement(a: dict[str, float], b: dict[str, float]) -> tuple[int, float, float]:
@@ -42,15 +44,9 @@ def agreement(a: dict[str, float], b: dict[str, float]) -> tuple[int, float, flo
     return len(common), float(spearman_corrcoef(x, y)), float(kendall_rank_corrcoef(x, y))
 
 
-def fields_of(key: str) -> dict[str, str]:
-    """The fields written in a motif key, as text: ``kind(a=1,b=x)`` -> ``{"a": "1", "b": "x"}``."""
-    inside = key.partition("(")[2].removesuffix(")")
-    return dict(item.partition("=")[::2] for item in inside.split(",") if item)
-
-
-def rank_of(ranked: list[dict[str, str]], field: str, value: str) -> str:
-    """The 1-based rank of the first motif whose `field` is `value`, or ``-``."""
-    return str(next((i + 1 for i, fields in enumerate(ranked) if fields.get(field) == value), "-"))
+def rank_of(ranked: list[dict[str, object]], field: str, value: str) -> str:
+    """The 1-based rank of the first motif whose `field` reads `value`, or ``-``."""
+    return str(next((i + 1 for i, fields in enumerate(ranked) if str(fields.get(field)) == value), "-"))
 
 
 def main() -> None:
@@ -60,10 +56,10 @@ def main() -> None:
     parser.add_argument("--rank-of", nargs="*", default=[], metavar="FIELD=VALUE",
                         help="report the rank of the motifs whose key holds FIELD=VALUE")
     args = parser.parse_args()
-    tables = scores_by_config(args.store, args.score)
+    kind, tables = scores_by_config(args.store, args.score)
     wanted = [text.partition("=")[::2] for text in args.rank_of]
     for digest, table in tables.items():
-        ranked = [fields_of(key) for key in sorted(table, key=lambda key: -table[key])]
+        ranked = [kind.from_key(key).encode() for key in sorted(table, key=lambda key: -table[key])]
         places = [f"{field}={value} {rank_of(ranked, field, value)}" for field, value in wanted]
         print(f"config {digest}: {len(table)} motifs" + (f"; rank of {', '.join(places)}" if places else ""))
     for (first, a), (second, b) in itertools.combinations(tables.items(), 2):

@@ -1,1 +1,0 @@
-"""The comparison of predictors on held-out motifs of a ground-truth table."""

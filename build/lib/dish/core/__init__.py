@@ -1,1 +1,0 @@
-"""Shared plumbing every stage uses: errors, atomic files, statistics, initialisation, epochs, runtime, provenance."""

@@ -1,1 +1,0 @@
-"""Reports and figures of finished comparisons and searches."""

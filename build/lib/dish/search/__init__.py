@@ -1,1 +1,0 @@
-"""Architecture search with a predictor in the loop, over a table or live ground truth."""

@@ -1,1 +1,0 @@
-"""The store of ground-truth rows and the tables (motifs and scores) read from it."""
