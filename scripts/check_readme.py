@@ -124,6 +124,8 @@ def small_budget(command: Command) -> list[str]:
         return [*ground_truth, *_fewer_images("search", words[2:]), "search.budget=2", "dish.steps=2", *seeds]
     if words[:3] == ["python", "-m", "dish.bench"]:
         return ["--repeats", "1", "--epochs", "2", "--steps", "2", "--population", "2"]
+    if words[:2] == ["python", "scripts/bench_activation.py"]:
+        return ["--sizes", "8", "--repeats", "1", "--steps", "1", "--floor", "2"]
     return []
 
 
