@@ -14,13 +14,16 @@ import torch
 from dish.core.errors import ConfigError
 from dish.data.corpus import (
     PTB_FILES,
+    WIKITEXT2_FILES,
     Vocabulary,
     batchify,
     bptt_windows,
     embedded_corpus,
     ptb_corpus,
     tokenize,
+    wikitext2_corpus,
 )
+from dish.data.text import CorpusDataModule
 
 PTB_TEXT = {
     "ptb.train.txt": " the <unk> company said n't \n the company said $ N million \n mr. <unk> 's company \n",
@@ -276,6 +279,54 @@ def test_ptb_download_needs_a_mirror(tmp_path):
     with pytest.raises(ConfigError) as info:
         ptb_corpus(tmp_path, download=True, mirrors=[])
     assert info.value.field == "mirrors"
+
+
+# --- WikiText-2 ---------------------------------------------------------------------------------------------
+
+WIKI_TEXT = {  # as in the real files: a blank line (one space) around headings, `@-@` and `<unk>` as tokens
+    "wiki.train.tokens": " \n = Homarus gammarus = \n \n Homarus gammarus is a <unk> lobster @-@ like species . \n",
+    "wiki.valid.tokens": " \n = Frank = \n \n Frank is a lobster . \n",
+    "wiki.test.tokens": " is gammarus \n",
+}
+
+
+def test_wikitext2_reads_the_standard_files_with_an_eos_after_every_line(tmp_path):
+    write_ptb(tmp_path / "wikitext-2", WIKI_TEXT)
+    corpus = wikitext2_corpus(tmp_path)
+    assert decode(corpus, "train") == ["<eos>", "=", "Homarus", "gammarus", "=", "<eos>", "<eos>", "Homarus",
+                                       "gammarus", "is", "a", "<unk>", "lobster", "@-@", "like", "species", ".",
+                                       "<eos>"]
+    assert decode(corpus, "valid") == ["<eos>", "=", "<unk>", "=", "<eos>", "<eos>", "<unk>", "is", "a", "lobster",
+                                       ".", "<eos>"]
+    assert decode(corpus, "test") == ["is", "gammarus", "<eos>"]
+    assert corpus.vocab.words[:4] == ("<unk>", "<eos>", "=", "Homarus")
+    module = CorpusDataModule(corpus="wikitext2", data_dir=str(tmp_path), min_count=1, batch_size=2)
+    assert module.vocab_size == len(corpus.vocab)
+    assert next(iter(module.train_dataloader())).train.shape == (2, 9)
+
+
+def test_wikitext2_download_fetches_the_mirror_names_into_the_standard_names(tmp_path, http_root):
+    root, url, requests = http_root
+    for name, remote in WIKITEXT2_FILES.items():
+        (root / remote).write_text(WIKI_TEXT[name], encoding="utf-8")
+    data_dir = tmp_path / "data"
+    with pytest.raises(ConfigError, match="no wikitext2 file") as info:
+        wikitext2_corpus(data_dir, mirrors=[url])
+    assert info.value.field == "data_dir" and "download=true" in info.value.problem and requests == []
+    write_ptb(data_dir / "wikitext-2", {"wiki.test.tokens": WIKI_TEXT["wiki.test.tokens"]})
+    corpus = wikitext2_corpus(data_dir, download=True, mirrors=[f"{url}missing", url])
+    assert sorted(requests) == ["/missing/train.txt", "/missing/valid.txt", "/train.txt", "/valid.txt"]
+    for name, text in WIKI_TEXT.items():
+        assert (data_dir / "wikitext-2" / name).read_text(encoding="utf-8") == text
+    assert decode(corpus, "test") == ["is", "gammarus", "<eos>"]
+    default = inspect.signature(wikitext2_corpus).parameters["mirrors"].default
+    assert default[0].startswith("https://raw.githubusercontent.com/pytorch/examples/")
+
+
+def test_an_unknown_corpus_names_the_accepted_ones():
+    with pytest.raises(ConfigError, match=r"unknown corpus 'wiki'") as info:
+        CorpusDataModule(corpus="wiki")
+    assert info.value.field == "corpus" and "wikitext2" in str(info.value)
 
 
 # --- batches ------------------------------------------------------------------------------------------------

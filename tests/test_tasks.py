@@ -224,7 +224,8 @@ GARBAGE = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe\xfd\x80\x81\x00garbage"
 
 BAD_INPUTS = {
     "unknown-data": (["data=foo"],
-                     "data: unknown option 'foo' (accepted: digits, fashion_mnist, mnist, ptb, python_docs)"),
+                     "data: unknown option 'foo' (accepted: digits, fashion_mnist, mnist, ptb, python_docs, "
+                     "wikitext2)"),
     "unknown-motif": (["motif=bar"], "motif: unknown option 'bar' (accepted: activation, rnn_cell, sigmoid_slope)"),
     "unknown-launcher": (["hydra/launcher=nope"], "hydra/launcher: unknown option 'nope' (accepted: basic, "
                          "joblib, slurm, slurm_local, submitit_local, submitit_slurm)"),

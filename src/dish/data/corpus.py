@@ -1,7 +1,7 @@
 """Word-level language-model data: token streams as tensors, the vocabulary, and truncated-BPTT batches.
 
-Two corpora: `embedded_corpus`, the English help texts that ship with Python (no file, no network), and
-`ptb_corpus`, the standard Penn Treebank files, fetched only when asked to.
+Three corpora: `embedded_corpus`, the English help texts that ship with Python (no file, no network), and the
+standard files of the Penn Treebank (`ptb_corpus`) and WikiText-2 (`wikitext2_corpus`), fetched only when asked to.
 """
 
 from __future__ import annotations
@@ -28,12 +28,19 @@ PTB_MIRRORS = (
     # a GitHub fork of that repository, so the same files; it stays up if the original is moved or deleted
     "https://raw.githubusercontent.com/tomsercu/lstm/master/data",
 )
+WIKITEXT2_FILES = {"wiki.train.tokens": "train.txt", "wiki.valid.tokens": "valid.txt", "wiki.test.tokens": "test.txt"}
+"""The standard files of WikiText-2 (Merity et al. 2016, the tokenized version) and their names on the mirrors."""
+WIKITEXT2_MIRRORS = (
+    # PyTorch's word-language-model example keeps WikiText-2's tokenized splits under these names
+    "https://raw.githubusercontent.com/pytorch/examples/main/word_language_model/data/wikitext-2",
+)
 BLOCK_LINES = 100
 """`embedded_corpus` deals its lines out in blocks of this many (fractions are rounded to whole lines)."""
 
 
-def tokenize(lines: Iterable[str], pretokenized: bool = False) -> list[str]:
-    """The words of `lines`, with one ``<eos>`` after each line that has any.
+def tokenize(lines: Iterable[str], pretokenized: bool = False, blank_lines: bool = False) -> list[str]:
+    """The words of `lines`, with one ``<eos>`` after each line that has any (after every line with
+    `blank_lines`: the standard reading of WikiText, whose blank lines separate paragraphs).
 
     A word is a maximal run of lowercase letters and digits, optionally followed by an apostrophe and letters
     (``don't``, ``python's``), found in the lowercased line; ``<unk>`` already in the text is kept as one word,
@@ -44,7 +51,7 @@ def tokenize(lines: Iterable[str], pretokenized: bool = False) -> list[str]:
     tokens: list[str] = []
     for line in lines:
         words = line.split() if pretokenized else WORD.findall(line.lower())
-        if words:
+        if words or blank_lines:
             tokens.extend(words)
             tokens.append(EOS)
     return tokens
@@ -142,27 +149,50 @@ def ptb_corpus(data_dir: str | Path, download: bool = False, min_count: int = 1,
     nothing is ever downloaded otherwise. On the standard files the vocabulary has 10000 words.
     """
     folder = Path(data_dir) / "ptb"
-    missing = [name for name in PTB_FILES if not (folder / name).is_file()]
-    if missing and download:
-        download_files(folder, missing, mirrors)
-    elif missing:
-        raise ConfigError("data_dir", f"no ptb file(s) {missing} in {folder}; "
-                          "put the standard files there or set data.download=true")
+    _fetch_missing("ptb", folder, dict(zip(PTB_FILES, PTB_FILES, strict=True)), download, mirrors)
     return Corpus.from_tokens(*(_read_tokens(folder / name) for name in PTB_FILES), min_count=min_count)
 
 
-def _read_tokens(path: Path) -> list[str]:
+def wikitext2_corpus(data_dir: str | Path, download: bool = False, min_count: int = 1,
+                     mirrors: Sequence[str] = WIKITEXT2_MIRRORS) -> Corpus:
+    """WikiText-2 from ``<data_dir>/wikitext-2/wiki.{train,valid,test}.tokens``, read as language-model papers
+    read it: whitespace tokens, one ``<eos>`` after every line, blank lines included.
+
+    With `download` the files missing there are first fetched from `mirrors` (URL bases, tried in order, each
+    serving ``train.txt``, ``valid.txt`` and ``test.txt``); nothing is ever downloaded otherwise. On the standard
+    files the vocabulary has 33278 words.
+    """
+    folder = Path(data_dir) / "wikitext-2"
+    _fetch_missing("wikitext2", folder, WIKITEXT2_FILES, download, mirrors)
+    return Corpus.from_tokens(*(_read_tokens(folder / name, blank_lines=True) for name in WIKITEXT2_FILES),
+                              min_count=min_count)
+
+
+def _fetch_missing(corpus: str, folder: Path, files: dict[str, str], download: bool,
+                   mirrors: Sequence[str]) -> None:
+    """Fetch the `files` (local name -> name on the mirrors) missing in `folder` when `download`, else say which
+    are missing and how to get them."""
+    missing = [name for name in files if not (folder / name).is_file()]
+    if missing and download:
+        download_files(folder, {name: files[name] for name in missing}, mirrors)
+    elif missing:
+        raise ConfigError("data_dir", f"no {corpus} file(s) {missing} in {folder}; "
+                          "put the standard files there or set data.download=true")
+
+
+def _read_tokens(path: Path, blank_lines: bool = False) -> list[str]:
     try:
         with path.open(encoding="utf-8") as handle:
-            return tokenize(handle, pretokenized=True)
+            return tokenize(handle, pretokenized=True, blank_lines=blank_lines)
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError("data_dir", f"cannot read {path}: {exc}") from None
 
 
-def download_files(folder: Path, names: Sequence[str], mirrors: Sequence[str]) -> None:
-    """Fetch each of `names` into `folder` from the first of `mirrors` (URL bases) that serves it as text."""
-    for name in names:
-        download(name, folder / name, mirrors, check=_is_text)
+def download_files(folder: Path, files: dict[str, str], mirrors: Sequence[str]) -> None:
+    """Fetch each of `files` (local name -> name on the mirrors) into `folder` from the first of `mirrors` (URL
+    bases) that serves it as text."""
+    for name, remote in files.items():
+        download(remote, folder / name, mirrors, check=_is_text)
 
 
 def _is_text(path: Path) -> None:

@@ -9,9 +9,16 @@ from torch import Tensor
 
 from dish.core.epochs import OncePerEpoch
 from dish.core.errors import ConfigError
-from dish.data.corpus import Corpus, batchify, embedded_corpus, ptb_corpus
+from dish.data.corpus import Corpus, batchify, embedded_corpus, ptb_corpus, wikitext2_corpus
 
-CORPORA = ("python_docs", "ptb")
+
+def python_docs_corpus(data_dir: str, download: bool, min_count: int) -> Corpus:
+    """The embedded corpus (no folder, nothing to download), with the readers' signature."""
+    return embedded_corpus(min_count)
+
+
+CORPORA = {"python_docs": python_docs_corpus, "ptb": ptb_corpus, "wikitext2": wikitext2_corpus}
+"""Each corpus and its reader ``(data_dir, download, min_count) -> Corpus``."""
 
 
 @dataclass
@@ -23,8 +30,9 @@ class TokenStreams:
 
 
 class CorpusDataModule(pl.LightningDataModule):
-    """`python_docs` (Python's own help texts, shipped with Python: no file, no network) or `ptb` (the standard
-    Penn Treebank files in ``<data_dir>/ptb/``, downloaded only with `download`).
+    """`python_docs` (Python's own help texts, shipped with Python: no file, no network), `ptb` or `wikitext2` (the
+    standard Penn Treebank or WikiText-2 files in ``<data_dir>/ptb/`` or ``<data_dir>/wikitext-2/``, downloaded
+    only with `download`).
 
     The training stream is cut into `batch_size` rows and the validation stream into `eval_batch_size` rows;
     each epoch is one item holding both (the module walks their BPTT windows itself).
@@ -34,7 +42,7 @@ class CorpusDataModule(pl.LightningDataModule):
                  min_count: int = 3, data_dir: str = "data", download: bool = False) -> None:
         super().__init__()
         if corpus not in CORPORA:
-            raise ConfigError("corpus", f"unknown corpus {corpus!r}", accepted=CORPORA)
+            raise ConfigError("corpus", f"unknown corpus {corpus!r}", accepted=list(CORPORA))
         for field, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
             if not (isinstance(value, int) and value > 0):
                 raise ConfigError(field, f"must be a positive integer, got {value!r}")
@@ -45,8 +53,7 @@ class CorpusDataModule(pl.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if self.corpus is None:
-            self.corpus = (embedded_corpus(self.min_count) if self.name == "python_docs"
-                           else ptb_corpus(self.data_dir, self.download, self.min_count))
+            self.corpus = CORPORA[self.name](self.data_dir, self.download, self.min_count)
 
     @property
     def vocab_size(self) -> int:
