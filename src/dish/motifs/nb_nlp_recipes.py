@@ -82,7 +82,7 @@ def validate(recipe: Mapping[str, Any] | str) -> Recipe:
     output. Nodes no output reads are dropped.
     """
     nodes = _as_mapping(recipe)
-    size = _tuple_size(nodes)
+    size = tuple_size(nodes)
     cleaned: Recipe = {}
     for name, spec in nodes.items():
         if not isinstance(name, str) or not NAME.fullmatch(name) or PREVIOUS.fullmatch(name) or name == "x":
@@ -122,10 +122,10 @@ def canonical(recipe: Mapping[str, Any] | str) -> Recipe:
     renamed, below = _structure(checked)
     result: Recipe = {}
     for name, spec in checked.items():
-        inputs = [renamed.get(item, item) for item in spec["input"]]
+        inputs = list(spec["input"])
         if spec["op"] in COMMUTATIVE:
-            inputs.sort(key=lambda item: (item != "x", below[_original(renamed, item)], item))
-        result[renamed.get(name, name)] = {"input": inputs, "op": spec["op"]}
+            inputs.sort(key=lambda item: (item != "x", below[item], renamed.get(item, item)))
+        result[renamed.get(name, name)] = {"input": [renamed.get(item, item) for item in inputs], "op": spec["op"]}
     return dict(sorted(result.items()))
 
 
@@ -165,9 +165,18 @@ def digest(recipe: Mapping[str, Any] | str) -> str:
     return hashlib.sha256(to_json(recipe).encode()).hexdigest()[:12]
 
 
-def tuple_size(recipe: Mapping[str, Any]) -> int:
-    """How many hidden states the cell carries (its outputs h_new_i)."""
-    return _tuple_size(recipe)
+def tuple_size(nodes: Mapping[str, Any]) -> int:
+    """How many hidden states the cell carries (its outputs h_new_i); ValueError on a gap or none."""
+    found = sorted(int(match[1]) for name in nodes if (match := OUTPUT.fullmatch(str(name))))
+    if not found:
+        raise ValueError("h_new_0: missing (the outputs are h_new_0 .. h_new_{k-1})")
+    for expected, index in enumerate(found):
+        if index != expected:
+            raise ValueError(f"h_new_{expected}: missing while h_new_{found[-1]} is present "
+                             "(the outputs are h_new_0 .. h_new_{k-1})")
+    if len(found) > MAX_TUPLE:
+        raise ValueError(f"h_new_{MAX_TUPLE}: a hidden tuple of {len(found)} (accepted: 1 to {MAX_TUPLE})")
+    return len(found)
 
 
 def topological_order(recipe: Recipe) -> list[str]:
@@ -334,10 +343,6 @@ def _hash(*parts: str) -> str:
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:16]
 
 
-def _original(renamed: dict[str, str], name: str) -> str:
-    return next((old for old, new in renamed.items() if new == name), name)
-
-
 def _as_mapping(recipe: Mapping[str, Any] | str) -> Mapping[str, Any]:
     if isinstance(recipe, Mapping):
         return recipe
@@ -351,19 +356,6 @@ def _as_mapping(recipe: Mapping[str, Any] | str) -> Mapping[str, Any]:
     if not isinstance(loaded, Mapping):
         raise ValueError(f"recipe: a JSON object of nodes is needed, got {type(loaded).__name__}")
     return loaded
-
-
-def _tuple_size(nodes: Mapping[str, Any]) -> int:
-    found = sorted(int(match[1]) for name in nodes if (match := OUTPUT.fullmatch(str(name))))
-    if not found:
-        raise ValueError("h_new_0: missing (the outputs are h_new_0 .. h_new_{k-1})")
-    for expected, index in enumerate(found):
-        if index != expected:
-            raise ValueError(f"h_new_{expected}: missing while h_new_{found[-1]} is present "
-                             "(the outputs are h_new_0 .. h_new_{k-1})")
-    if len(found) > MAX_TUPLE:
-        raise ValueError(f"h_new_{MAX_TUPLE}: a hidden tuple of {len(found)} (accepted: 1 to {MAX_TUPLE})")
-    return len(found)
 
 
 def _is_input(name: Any, size: int) -> bool:
