@@ -113,7 +113,8 @@ def small_budget(command: Command) -> list[str]:
     """Overrides appended to `command` so that it runs in seconds: few epochs, windows, outer steps, seeds, and
     fewer Fashion-MNIST images."""
     words = command.words
-    cells = any(word in ("task=rnn_cell", "gt.motif=rnn_cell", "experiment=paper_rnn_small") for word in words)
+    cells = any(word in ("task=rnn_cell", "gt.motif=rnn_cell", "experiment=paper_rnn_small", "motif=nb_nlp_cell",
+                         "gt.motif=nb_nlp_cell") for word in words)
     ground_truth = ["model.max_steps=3"] if cells else ["trainer.max_epochs=2"]
     if words[:2] == ["python", "tasks/ground_truth.py"]:
         return [*ground_truth, *_fewer_images("ground_truth", words[2:])]
@@ -126,6 +127,8 @@ def small_budget(command: Command) -> list[str]:
         return ["--repeats", "1", "--epochs", "2", "--steps", "2", "--population", "2"]
     if words[:2] == ["python", "scripts/bench_activation.py"]:
         return ["--sizes", "8", "--repeats", "1", "--steps", "1", "--floor", "2"]
+    if words[:2] == ["python", "scripts/bench_nb_nlp.py"]:
+        return ["--sizes", "4", "--repeats", "1"]
     return []
 
 

@@ -26,3 +26,10 @@ def test_two_configs_are_compared_on_the_motifs_both_trained(tmp_path):
     assert done.stdout.splitlines() == ["config a: 3 motifs; rank of slope=2.0 2",
                                         "config b: 4 motifs; rank of slope=2.0 3",
                                         "a vs b: 3 motifs in both, Spearman 0.500, Kendall 0.333"]
+    reference = tmp_path / "benchmark.csv"
+    reference.write_text("slope,test_loss\n1.0,0.5\n2.0,0.4\n4.0,0.3\n")  # lower is better: slope 4 is best
+    done = subprocess.run([sys.executable, "-m", "dish.report.agreement", str(store), "--reference", str(reference),
+                           "--reference-score", "test_loss"], capture_output=True, text=True, check=True)
+    assert done.stdout.splitlines()[-2:] == [
+        f"a vs {reference} (test_loss): 3 motifs in both, Spearman -1.000, Kendall -1.000",
+        f"b vs {reference} (test_loss): 3 motifs in both, Spearman -0.500, Kendall -0.333"]

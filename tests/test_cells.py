@@ -90,7 +90,7 @@ def test_vectorised_cells_equal_each_cell_run_on_its_own(genotypes):
     x, h = torch.randn(population, batch, inputs), torch.randn(population, batch, hidden)
     w0 = torch.randn(population, inputs + hidden, 2 * hidden)
     ws = torch.randn(population, len(cells[0].nodes), hidden, 2 * hidden)
-    together = RecurrentCell.population(cells)(x, h, w0, ws.unbind(1))
+    together = RecurrentCell.population(cells)(x, h, (w0, ws.unbind(1)))
     assert together.shape == (population, batch, hidden)
     for p, cell in enumerate(cells):
         alone = reference_step(cell.nodes, x[p], h[p], w0[p], ws[p])
@@ -101,7 +101,7 @@ def test_gradient_reaches_every_node_weight():
     cells = [RecurrentCell("darts_v2"), RecurrentCell("tanh0_tanh1_tanh2_tanh3_tanh4_tanh5_tanh6_tanh7")]
     w0 = torch.randn(2, 6, 6, requires_grad=True)
     ws = torch.randn(2, 8, 3, 6, requires_grad=True)
-    out = CellPopulation([c.nodes for c in cells])(torch.randn(2, 4, 3), torch.randn(2, 4, 3), w0, ws.unbind(1))
+    out = CellPopulation([c.nodes for c in cells])(torch.randn(2, 4, 3), torch.randn(2, 4, 3), (w0, ws.unbind(1)))
     out.sum().backward()
     assert torch.isfinite(ws.grad).all() and (ws.grad.abs().sum((2, 3)) > 0).all()
 

@@ -86,17 +86,6 @@ def test_duplicates_with_equal_scores_are_merged(tmp_path):
     assert slopes(table) == [1.0, 2.0]
 
 
-def test_duplicates_with_different_scores_are_refused(tmp_path):
-    path = write_csv(tmp_path / "gt.csv", ["slope", "val_loss"], [[1.0, 0.5], [2.0, 0.25], [1.0, 0.7]])
-    with pytest.raises(ConfigError) as error:
-        load_table(path, SigmoidSlope, "val_loss")
-    assert error.value.field == "gt.path"
-    assert str(path) in error.value.problem and "sigmoid_slope(slope=1.0)" in error.value.problem
-    with pytest.raises(ConfigError) as error:
-        load_table(path, SigmoidSlope, "val_loss", fields=SEARCH_FIELDS)
-    assert error.value.field == "ground_truth.table"
-
-
 # --- one config hash per comparison or search ------------------------------------------------------------------
 
 GROUND_TRUTH = OmegaConf.create({"data": {"batch_size": 100, "data_dir": "/anywhere"}, "model": {"hidden": [100]},
@@ -179,12 +168,38 @@ def test_a_csv_without_hashes_is_used_whole(tmp_path):
     assert error.value.accepted == ["(no hash) (3 rows)"]
 
 
-def test_unknown_score_name(tmp_path):
-    path = write_csv(tmp_path / "gt.csv", ["slope", "val_loss"], [[1.0, 0.5]])
+def test_a_score_column_whose_name_gives_no_direction_is_refused(tmp_path):
+    path = write_csv(tmp_path / "gt.csv", ["slope", "val_loss", "widgets"], [[1.0, 0.5, 3]])
     with pytest.raises(ConfigError) as error:
-        load_table(path, SigmoidSlope, "accuracy")
-    assert error.value.field == "gt.score"
-    assert error.value.accepted == list(SCORE_ORIENTATION)
+        load_table(path, SigmoidSlope, "widgets")
+    assert error.value.field == "gt.score" and "'widgets'" in error.value.problem
+    assert error.value.accepted[:len(SCORE_ORIENTATION)] == list(SCORE_ORIENTATION)
+
+
+@pytest.mark.parametrize(("column", "sign"), [("ptb_loss", -1.0), ("val_loss_epoch1", -1.0), ("test_ppl", -1.0),
+                                              ("top1_accuracy", 1.0), ("zc_naswot", 1.0)])
+def test_any_numeric_column_is_a_score_oriented_by_its_name(tmp_path, column, sign):
+    path = write_csv(tmp_path / "gt.csv", ["slope", column], [[1.0, 0.5], [2.0, 0.25]])
+    np.testing.assert_array_equal(load_table(path, SigmoidSlope, column).scores, [sign * 0.5, sign * 0.25])
+
+
+def test_rows_with_an_empty_score_are_skipped_and_counted(tmp_path, caplog):
+    path = write_csv(tmp_path / "gt.csv", ["slope", "ptb_loss"], [[1.0, 0.5], [2.0, ""], [4.0, 0.25]])
+    with caplog.at_level("INFO", logger="dish.store.tables"):
+        table = load_table(path, SigmoidSlope, "ptb_loss")
+    assert slopes(table) == [1.0, 4.0]
+    assert "skipped 1 of 3 rows with an empty ptb_loss" in caplog.text
+
+
+def test_a_motif_trained_twice_gets_the_mean_of_its_rows(tmp_path, caplog):
+    path = write_csv(tmp_path / "gt.csv", ["slope", "val_loss", "epochs"],
+                     [[1.0, 0.5, 10], [2.0, 0.2, 10], [1.0, 0.3, 20]])
+    with caplog.at_level("INFO", logger="dish.store.tables"):
+        table = load_table(path, SigmoidSlope, "val_loss")
+    assert slopes(table) == [1.0, 2.0]
+    np.testing.assert_allclose(table.scores, [-0.4, -0.2])
+    np.testing.assert_allclose(table.extra["epochs"], [15, 10])
+    assert "1 motif(s) appear more than once (2 rows)" in caplog.text
 
 
 def test_score_column_missing_from_file(tmp_path):
@@ -196,7 +211,7 @@ def test_score_column_missing_from_file(tmp_path):
     assert error.value.accepted == ["slope", "val_loss", "status"]
 
 
-@pytest.mark.parametrize("cell", ["", "n/a", "nan"])
+@pytest.mark.parametrize("cell", ["n/a", "nan"])
 def test_row_without_numeric_score(tmp_path, cell):
     path = write_csv(tmp_path / "gt.csv", ["slope", "val_loss"], [[1.0, 0.5], [2.0, cell]])
     with pytest.raises(StoreError, match="val_loss") as error:

@@ -113,10 +113,9 @@ def test_user_table_with_bad_motif(tmp_path):
 
 @pytest.mark.parametrize("content", [
     b"a,b\n1,2\n",
-    b"slope,accuracy\n0.5,0.9\n",
     b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe\xfd\x80\x81",
     b"",
-], ids=["wrong-columns", "no-score", "binary", "empty"])
+], ids=["wrong-columns", "binary", "empty"])
 def test_unreadable_files_raise_store_error_naming_the_file(tmp_path, content):
     path = tmp_path / "bad.csv"
     path.write_bytes(content)

@@ -9,7 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 from dish.core.errors import INTEGER, NON_NEGATIVE_INT, NUMBER, POSITIVE_INT, TEXT, ConfigError, one_of
 from dish.motifs.kind import motif_class
 from dish.predictors.registry import check_predictor, chosen_predictors
-from dish.store.tables import SCORE_ORIENTATION, SPLIT_PROTOCOLS
+from dish.store.tables import SPLIT_PROTOCOLS, score_sign
 
 
 def validate_compare(cfg: DictConfig) -> None:
@@ -20,7 +20,7 @@ def validate_compare(cfg: DictConfig) -> None:
     if cfg.gt.get("build") is None and not Path(cfg.gt.path).is_file():
         raise ConfigError("gt.path", f"no such file {cfg.gt.path}",
                           accepted=["an existing ground-truth CSV", "gt.build=[...] to train it first"])
-    one_of(*SCORE_ORIENTATION).check("gt.score", cfg.gt.score)
+    score_sign(cfg.gt.score, "gt.score")
     try:
         motif_type = motif_class(cfg.gt.motif)
     except ConfigError as exc:

@@ -72,7 +72,42 @@ class CellDishNetwork(DishNetwork):
     @staticmethod
     def forward(params: Params, x: Tensor, population: nn.Module, output_activation: bool) -> Tensor:
         w0, ws, w_out, b_out = params
-        state, node_weights = x.new_zeros(*x.shape[:2], w_out.shape[1]), ws.unbind(1)
+        state, prepared = x.new_zeros(*x.shape[:2], w_out.shape[1]), population.prepare(w0, ws)
         for inputs in x.unbind(2):
-            state = population(inputs, state, w0, node_weights)
+            state = population(inputs, state, prepared)
         return torch.baddbmm(b_out, state, w_out)
+
+
+class TupleCellDishNetwork(DishNetwork):
+    """A cell with a hidden tuple (hidden size ``sizes[1]``) unrolled over synthetic sequences of ``sizes[0]``
+    inputs per step from zero states, then a linear read-out of its last output to ``sizes[2]`` outputs. The
+    population module draws a weight bank that fits any of its kind's cells (`initial_weights`), so cells of
+    different shapes start from the same weights at the same positions."""
+
+    @staticmethod
+    def sample_shape(sizes: Sequence[int], sequence_length: int) -> tuple[int, ...]:
+        return (sequence_length, sizes[0])
+
+    @staticmethod
+    def init_weights(sizes: Sequence[int], init_scale: float | None, generator: torch.Generator,
+                     population: nn.Module) -> dict[str, Tensor]:
+        """The population's full-size bank and the read-out, uniform in +-1/sqrt(hidden) (or +-`init_scale`)."""
+        if len(sizes) != 3 or sizes[0] > sizes[1]:
+            raise ConfigError("dish.sizes", f"a tuple-cell dish takes [inputs, hidden, outputs] with inputs <= "
+                              f"hidden, got {list(sizes)}")
+        _, hidden, outputs = sizes
+        cell = population.initial_weights(hidden, generator, bank=population.full_bank)
+        scale = init_scale if init_scale is not None else linear_bound(hidden)
+        if init_scale is not None:
+            cell = {name: value * init_scale * hidden ** 0.5 for name, value in cell.items()}
+        return {**cell, "w_out": uniform(hidden, outputs, bound=scale, generator=generator),
+                "b_out": uniform(1, outputs, bound=scale, generator=generator)}
+
+    @staticmethod
+    def forward(params: Params, x: Tensor, population: nn.Module, output_activation: bool) -> Tensor:
+        *cell, w_out, b_out = params
+        prepared = population.prepare(*cell)
+        state = population.initial_state(x.shape[1], w_out.shape[1], x)
+        for inputs in x.unbind(2):
+            state = population(inputs, state, prepared)
+        return torch.baddbmm(b_out, population.output(state), w_out)

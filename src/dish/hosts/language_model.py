@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from dish.core.epochs import OncePerEpoch
+from dish.core.errors import ConfigError
 from dish.core.init import uniform
 from dish.data.corpus import bptt_windows
 from dish.data.text import TokenStreams
@@ -26,36 +27,36 @@ from dish.data.text import TokenStreams
 class PopulationLanguageModel(nn.Module):
     """One language model per cell, all in batched weights with a leading population dim."""
 
-    def __init__(self, cell: nn.Module, population: int, vocab_size: int, hidden: int, seed: int = 0,
-                 init_range: float = 0.04) -> None:
-        """`cell` steps all `population` members at once (the cell kind's population module, with `num_nodes`)."""
+    def __init__(self, cell: nn.Module, population: int, vocab_size: int, hidden: int, seed: int = 0) -> None:
+        """`cell` steps all `population` members at once: the cell kind's population module, which draws its
+        initial weights (`initial_weights`), splits them once per window (`prepare`) and says what a state is
+        (`initial_state`, `output`)."""
         super().__init__()
         self.cell = cell
-        nodes = cell.num_nodes
         generator = torch.Generator().manual_seed(seed)
 
-        def shared(*shape: int, scale: float) -> nn.Parameter:  # the same initial values for every member
-            return nn.Parameter(uniform(*shape, bound=scale, generator=generator).expand(population, *shape).clone())
+        def shared(value: Tensor) -> nn.Parameter:  # the same initial values for every member
+            return nn.Parameter(value.expand(population, *value.shape).clone())
 
-        self.embedding = shared(vocab_size, hidden, scale=0.1)  # also the decoder's weights
-        self.w0 = shared(2 * hidden, 2 * hidden, scale=init_range)
-        self.ws = shared(nodes, hidden, 2 * hidden, scale=init_range)
+        self.embedding = shared(uniform(vocab_size, hidden, bound=0.1, generator=generator))  # the decoder's too
+        self.cell_weights = nn.ParameterDict({name: shared(value) for name, value in
+                                              cell.initial_weights(hidden, generator).items()})
         self.decoder_bias = nn.Parameter(torch.zeros(population, vocab_size))
         self.hidden = hidden
 
     def initial_state(self, batch: int) -> Tensor:
-        return self.embedding.new_zeros(len(self.embedding), batch, self.hidden)
+        return self.cell.initial_state(batch, self.hidden, self.embedding)
 
     def forward(self, tokens: Tensor, targets: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
         """Each member's mean next-token cross-entropy (P,) on a window of tokens and targets (batch, steps),
-        and its last state (P, batch, hidden).
+        and its last state.
 
         The tied decoder runs a few members at a time, so that no logits block exceeds `DECODER_BLOCK_BYTES`."""
-        node_weights = self.ws.unbind(1)
+        prepared = self.cell.prepare(**self.cell_weights)
         outputs = []
         for inputs in self.embedding[:, tokens].unbind(2):  # (P, batch, hidden) per step
-            state = self.cell(inputs, state, self.w0, node_weights)
-            outputs.append(state)
+            state = self.cell(inputs, state, prepared)
+            outputs.append(self.cell.output(state))
         hidden = torch.stack(outputs, 2).flatten(1, 2)  # (P, batch * steps, hidden)
         block = max(1, DECODER_BLOCK_BYTES // (hidden.shape[1] * self.embedding.shape[1] * hidden.element_size()))
         losses = [decoder_losses(*members, targets.flatten())
@@ -64,6 +65,8 @@ class PopulationLanguageModel(nn.Module):
         return torch.cat(losses), state
 
 
+OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}
+"""The update rules a language model may train with (``model.optimizer``)."""
 DECODER_BLOCK_BYTES = 32 * 2**20
 """The largest logits block the decoder makes at once. glibc serves larger allocations with fresh mmaps that the
 kernel zero-fills page by page, again on every window: at 13 cells that cost about a fifth of the training time."""
@@ -80,7 +83,8 @@ def decoder_losses(hidden: Tensor, embedding: Tensor, bias: Tensor, targets: Ten
 class LanguageModelGroundTruth(pl.LightningModule):
     """Trains a population of cell language models with truncated BPTT for a budget of `max_steps` windows.
 
-    SGD with a cosine-decayed step size, each member's gradient clipped to `clip` by its own norm (manual
+    SGD (or Adam, `optimizer`) with a cosine-decayed step size, each member's gradient clipped to `clip` by its own
+    norm (manual
     optimisation: one Lightning step is one pass over the training stream, window by window). Validation perplexity
     of every member is the score.
     """
@@ -90,7 +94,8 @@ class LanguageModelGroundTruth(pl.LightningModule):
     supplied: ClassVar[tuple[str, ...]] = ("cells", "vocab_size", "seed", "cell")
 
     def __init__(self, cells: Sequence[Any], vocab_size: int, hidden: int = 64, bptt: int = 35, lr: float = 20.0,
-                 clip: float = 0.25, max_steps: int = 280, seed: int = 0, cell: nn.Module | None = None) -> None:
+                 clip: float = 0.25, max_steps: int = 280, seed: int = 0, cell: nn.Module | None = None,
+                 optimizer: str = "sgd", weight_decay: float = 0.0) -> None:
         """`cell` steps every member's cell at once; by default the cells' kind's population module."""
         super().__init__()
         self.automatic_optimization = False
@@ -98,7 +103,10 @@ class LanguageModelGroundTruth(pl.LightningModule):
         if cell is None:
             cell = type(self.cells[0]).population(self.cells)
         self.net = PopulationLanguageModel(cell, len(self.cells), vocab_size, hidden, seed)
+        if optimizer not in OPTIMIZERS:
+            raise ConfigError("model.optimizer", f"got {optimizer!r}", accepted=list(OPTIMIZERS))
         self.bptt, self.lr, self.clip, self.max_steps = bptt, lr, clip, max_steps
+        self.optimizer_name, self.weight_decay = optimizer, weight_decay
         self.steps_done = 0
         self.final_val_loss: Tensor | None = None  # (P,), once training is done
 
@@ -109,7 +117,7 @@ class LanguageModelGroundTruth(pl.LightningModule):
         return cls(motifs, datamodule.vocab_size, seed=cfg.seed, cell=population, **cfg.model)
 
     def configure_optimizers(self) -> dict[str, Any]:
-        optimizer = torch.optim.SGD(self.net.parameters(), lr=self.lr)
+        optimizer = OPTIMIZERS[self.optimizer_name](self.net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         cosine = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, self.max_steps) / self.max_steps)))
         return {"optimizer": optimizer, "lr_scheduler": cosine}

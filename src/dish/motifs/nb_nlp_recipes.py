@@ -238,7 +238,7 @@ def mutate(recipe: Mapping[str, Any], rng: random.Random) -> Recipe:
     """A valid neighbour of the canonical form of `recipe`, with that form's node names (`canonical` it for its
     key): one node's op changed to another of the same number of inputs, or one input rewired to another input,
     node or h_prev that keeps the graph acyclic (a node no output reads any more is dropped). Stays in the
-    generator's space: no output reads an h_prev directly."""
+    generator's space: no output reads an h_prev directly, and only linear nodes read x."""
     current = canonical(recipe)
     size = tuple_size(current)
     moves = [("op", name, None) for name, spec in current.items() if len(SAME_ARITY[len(spec["input"])]) > 1]
@@ -247,11 +247,15 @@ def mutate(recipe: Mapping[str, Any], rng: random.Random) -> Recipe:
         what, name, slot = rng.choice(moves)
         spec = current[name]
         if what == "op":
-            changed = _node(rng.choice([op for op in SAME_ARITY[len(spec["input"])] if op != spec["op"]]),
-                            *spec["input"])
+            ops = [op for op in SAME_ARITY[len(spec["input"])] if op != spec["op"]
+                   and (op == "linear" or "x" not in spec["input"])]
+            if not ops:
+                continue
+            changed = _node(rng.choice(ops), *spec["input"])
         else:
             later = _descendants(current, name)
-            pool = ["x", *(f"h_prev_{i}" for i in range(size)), *(n for n in current if n not in later)]
+            pool = ["x"] * (spec["op"] == "linear") + [*(f"h_prev_{i}" for i in range(size)),
+                                                       *(n for n in current if n not in later)]
             choices = [item for item in pool if item not in spec["input"]]
             if not choices:
                 continue

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dish.core.errors import ConfigError
+from dish.core.init import uniform
 from dish.hosts.dish_networks import CellDishNetwork
 from dish.hosts.language_model import LanguageModelGroundTruth
 from dish.motifs.kind import Motif, register
@@ -34,6 +35,8 @@ PUBLISHED = {
     "darts_v2": "sigmoid0_relu1_relu1_identity1_tanh2_sigmoid5_tanh3_relu5",
 }
 """Published genotypes, usable by name wherever a genotype is expected."""
+INIT_RANGE = 0.04
+"""The bound of the cell's uniform initial weights (DARTS' init range)."""
 
 
 @register
@@ -145,12 +148,28 @@ class CellPopulation(nn.Module):
         self.register_buffer("op_mask", F.one_hot(ops, len(OPS)).float())  # (P, N, ops)
         self.register_buffer("source_mask", F.one_hot(sources, self.num_nodes).float())  # (P, N, sources)
 
-    def forward(self, x: Tensor, h: Tensor, w0: Tensor, ws: Sequence[Tensor]) -> Tensor:
-        """The next hidden state (P, B, H) from inputs x (P, B, E), states h (P, B, H), node-0 weights
-        w0 (P, E + H, 2H) and node i's weights ws[i - 1] (P, H, 2H).
+    def initial_weights(self, hidden: int, generator: torch.Generator) -> dict[str, Tensor]:
+        """Node 0's weights (2H, 2H) and nodes 1..N's (N, H, 2H), uniform in +-`INIT_RANGE` (DARTS' scheme)."""
+        return {"w0": uniform(2 * hidden, 2 * hidden, bound=INIT_RANGE, generator=generator),
+                "ws": uniform(self.num_nodes, hidden, 2 * hidden, bound=INIT_RANGE, generator=generator)}
 
-        Callers unrolling many steps split their (P, N, H, 2H) tensor once with ``unbind(1)``: indexing it per
-        step would make autograd build a zero gradient of the whole tensor for every node of every step."""
+    @staticmethod
+    def prepare(w0: Tensor, ws: Tensor) -> tuple[Tensor, Sequence[Tensor]]:
+        """The weights as a step reads them, split once per sequence: indexing ws per step would make autograd
+        build a zero gradient of the whole tensor for every node of every step."""
+        return w0, ws.unbind(1)
+
+    def initial_state(self, batch: int, hidden: int, like: Tensor) -> Tensor:
+        return like.new_zeros(len(self.op_mask), batch, hidden)
+
+    @staticmethod
+    def output(state: Tensor) -> Tensor:
+        return state
+
+    def forward(self, x: Tensor, h: Tensor, prepared: tuple[Tensor, Sequence[Tensor]]) -> Tensor:
+        """The next hidden state (P, B, H) from inputs x (P, B, E), states h (P, B, H) and the `prepare`d
+        node-0 weights (P, E + H, 2H) and node i's weights ws[i - 1] (P, H, 2H)."""
+        w0, ws = prepared
         c, g = torch.bmm(torch.cat([x, h], -1), w0).chunk(2, -1)
         states = [torch.lerp(h, torch.tanh(g), torch.sigmoid(c))]
         for node in range(self.num_nodes):

@@ -19,7 +19,7 @@ from matplotlib.ticker import MaxNLocator
 
 from dish.core.files import write_atomic
 from dish.core.stats import zscore_array
-from dish.store.tables import SCORE_ORIENTATION, GroundTruthTable
+from dish.store.tables import GroundTruthTable, score_sign
 
 OUTSIDE = {"loc": "upper left", "bbox_to_anchor": (1.02, 1), "borderaxespad": 0, "fontsize": "small"}
 """Legend placement: right of the axes, never over the data."""
@@ -33,7 +33,7 @@ def split_setting(split: dict[str, Any]) -> str:
 def oriented(score: str | None) -> tuple[float, str, str]:
     """The sign that turns a score (higher = better) back into the stored column `score`, the column's name
     and its orientation; without a column name (older search.json files) the score itself is plotted."""
-    sign = 1.0 if score is None else SCORE_ORIENTATION[score]
+    sign = 1.0 if score is None else score_sign(score)
     return sign, score or "true score", "higher = better" if sign > 0 else "lower = better"
 
 

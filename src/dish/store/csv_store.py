@@ -17,7 +17,6 @@ from dish.core.errors import ConfigError, StoreError
 from dish.core.files import RESULT_MODE, atomic_target
 from dish.motifs.kind import Motif
 
-SCORE_COLUMNS = ("val_loss", "val_acc")
 OWN_COLUMNS = ("motif_key", "config_hash")
 """Columns that mark a table as this project's own store, whose every row must parse."""
 NUMERIC_COLUMNS = ("val_loss", "val_acc", "val_ppl", "best_val_loss", "best_val_acc", "best_epoch", "train_loss",
@@ -92,11 +91,12 @@ class GroundTruthStore:
                          "line (nothing was written to it)")
 
     def _check_columns(self, columns: list[str]) -> None:
+        """The motif's fields must be columns; which column is the score is the reader's business (any numeric
+        column of a table from outside can be)."""
         missing = [name for name in self.motif_type.field_names() if name not in columns]
-        if missing or not any(score in columns for score in SCORE_COLUMNS):
-            raise StoreError(
-                f"store {self.path}: columns {columns} lack {missing or 'a score column'}; a "
-                f"{self.motif_type.kind} table needs {self.motif_type.field_names()} and one of {list(SCORE_COLUMNS)}")
+        if missing:
+            raise StoreError(f"store {self.path}: columns {columns} lack {missing}; a {self.motif_type.kind} table "
+                             f"needs {self.motif_type.field_names()} and a score column")
 
     def check_writable(self) -> None:
         """Fail now, not after training, if the table cannot be created or replaced, or is damaged."""

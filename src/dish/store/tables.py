@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 from collections import Counter
@@ -20,11 +21,31 @@ from dish.motifs.kind import Motif
 from dish.store.csv_store import GroundTruthStore
 
 SCORE_ORIENTATION = {"val_loss": -1.0, "val_acc": 1.0, "val_ppl": -1.0, "best_val_loss": -1.0, "best_val_acc": 1.0}
-"""Sign that turns each stored column into a score where higher = better."""
+"""Sign that turns each column the ground-truth jobs write into a score where higher = better."""
+LOWER_IS_BETTER = ("loss", "ppl", "perplexity", "error")
+HIGHER_IS_BETTER = ("acc", "zc_")
+"""Words in any other column's name that say its direction (``ptb_loss``, ``val_loss_epoch1``, ``zc_naswot``:
+training-free scores are meant to be larger for better cells)."""
 SPLIT_PROTOCOLS = ("random", "range", "flag")
 SETTING_COLUMNS = ("data", "epochs", "train_steps", "seed")
 """Columns that tell the rows of two configs apart where the rows do not carry their ``settings``."""
 MIN_TRAIN = 3
+log = logging.getLogger(__name__)
+
+
+def score_sign(column: str, field: str = "gt.score") -> float:
+    """The sign that makes `column` a score where higher = better, from `SCORE_ORIENTATION` or its name; a
+    `ConfigError` on `field` when the name does not say."""
+    if column in SCORE_ORIENTATION:
+        return SCORE_ORIENTATION[column]
+    name = str(column).lower()
+    if any(word in name for word in LOWER_IS_BETTER):
+        return -1.0
+    if any(word in name for word in HIGHER_IS_BETTER):
+        return 1.0
+    raise ConfigError(field, f"cannot tell whether a higher {column!r} is better or worse", accepted=[
+        *SCORE_ORIENTATION, f"a column whose name holds {' / '.join(LOWER_IS_BETTER)} (lower is better)",
+        f"or {' / '.join(HIGHER_IS_BETTER)} (higher is better)"])
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: array fields make the generated __eq__ ambiguous
@@ -73,12 +94,12 @@ def load_table(path: str | os.PathLike[str], motif_type: type[Motif], score: str
     `choose_hash`; a CSV without hashes is used whole), in a canonical order that does not depend on the
     CSV's: by first feature, then key.
 
-    `score` names the column to rank by; it is oriented so that higher = better. Every other column whose
-    kept values all parse as numbers (besides the motif's own fields) is kept in `extra`, e.g. a 0/1 flag for
-    `split_table`. A motif listed twice is an error unless the scores agree.
+    `score` names the column to rank by, any numeric one (`score_sign` orients it so that higher = better);
+    rows where it is empty are skipped, with their count in the log. Every other column whose kept values all
+    parse as numbers or are empty (NaN; besides the motif's own fields) is kept in `extra`, e.g. a 0/1 flag for
+    `split_table`. A motif listed more than once (a cell trained twice) gets the mean of its rows, also logged.
     """
-    if score not in SCORE_ORIENTATION:
-        raise ConfigError(fields.score, f"unknown score column {score!r}", accepted=list(SCORE_ORIENTATION))
+    sign = score_sign(score, fields.score)
     store = GroundTruthStore(path, motif_type)
     if not store.path.exists():
         raise StoreError(f"store {store.path}: does not exist")
@@ -91,15 +112,18 @@ def load_table(path: str | os.PathLike[str], motif_type: type[Motif], score: str
     columns = [name for name in rows[0] if name is not None]  # None holds the cells of over-long rows
     if score not in columns:
         raise ConfigError(fields.score, f"column {score!r} is not in {store.path}", accepted=columns)
-    motifs = [_motif(store.path, motif_type, row) for row in rows]
-    scores = [SCORE_ORIENTATION[score] * _score(store.path, row, score, motif.key)
-              for row, motif in zip(rows, motifs, strict=True)]
+    scored = [row for row in rows if (row[score] or "").strip()]
+    if len(scored) < len(rows):
+        log.info("%s: skipped %d of %d rows with an empty %s", store.path, len(rows) - len(scored), len(rows), score)
+    if not scored:
+        raise StoreError(f"store {store.path}: no row has a {score}")
+    motifs = [_motif(store.path, motif_type, row) for row in scored]
+    scores = np.array([sign * _score(store.path, row, score, motif.key) for row, motif in zip(scored, motifs,
+                                                                                              strict=True)])
     skipped = {score, *motif_type.field_names()}
     extra = {name: values for name in columns if name not in skipped
-             and (values := _numeric([row[name] for row in rows])) is not None}
-    keep = _unique(store.path, motifs, scores, fields.path)
-    keep.sort(key=lambda i: (motifs[i].features()[0], motifs[i].key))
-    return GroundTruthTable(motifs, np.array(scores, dtype=np.float64), extra).subset(keep)
+             and (values := _numeric([row[name] for row in scored])) is not None}
+    return _merge_repeats(store.path, GroundTruthTable(motifs, scores, extra))
 
 
 def choose_hash(path: Path, rows: Sequence[Mapping[str, str]], explicit: str | int | None, current: DictConfig | None,
@@ -176,25 +200,30 @@ def _score(path: Path, row: Mapping[str, str | None], column: str, key: str) -> 
 
 
 def _numeric(cells: list[str | None]) -> np.ndarray | None:
-    """The cells as floats, or None when any of them is not a number."""
+    """The cells as floats (an empty cell as NaN), or None when any of them is text or all are empty."""
     try:
-        return np.array([float(cell or "") for cell in cells], dtype=np.float64)
+        values = np.array([float(cell) if (cell or "").strip() else math.nan for cell in cells], dtype=np.float64)
     except ValueError:
         return None
+    return None if np.isnan(values).all() else values
 
 
-def _unique(path: Path, motifs: list[Motif], scores: list[float], field: str) -> list[int]:
-    """Positions of the first row of each motif; a motif stored twice must have the same score each time."""
-    first: dict[str, int] = {}
-    clashes = []
-    for i, motif in enumerate(motifs):
-        j = first.setdefault(motif.key, i)
-        if scores[j] != scores[i]:
-            clashes.append(motif.key)
-    if clashes:
-        raise ConfigError(field, f"{path} holds {len(set(clashes))} motif(s) more than once with different "
-                          f"scores (e.g. {clashes[0]}); filter it to one run per motif")
-    return list(first.values())
+def _merge_repeats(path: Path, table: GroundTruthTable) -> GroundTruthTable:
+    """One row per motif, in a canonical order that does not depend on the CSV's (by first feature, then key):
+    a motif's repeats get the mean of their scores and extra columns."""
+    groups: dict[str, list[int]] = {}
+    for i, motif in enumerate(table.motifs):
+        groups.setdefault(motif.key, []).append(i)
+    repeated = [rows for rows in groups.values() if len(rows) > 1]
+    if repeated:
+        spread = max(np.ptp(table.scores[rows]) for rows in repeated)
+        log.info("%s: %d motif(s) appear more than once (%d rows); each gets the mean of its scores (largest "
+                 "spread %.4g)", path, len(repeated), sum(map(len, repeated)), spread)
+    order = sorted(groups.values(), key=lambda rows: (table.motifs[rows[0]].features()[0], table.motifs[rows[0]].key))
+    return GroundTruthTable([table.motifs[rows[0]] for rows in order],
+                            np.array([table.scores[rows].mean() for rows in order]),
+                            {name: np.array([values[rows].mean() for rows in order])
+                             for name, values in table.extra.items()})
 
 
 def split_table(table: GroundTruthTable, protocol: str, *, n: int | None = None,

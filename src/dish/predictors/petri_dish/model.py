@@ -63,7 +63,8 @@ class PetriDish(pl.LightningModule):
     loss is their mean. `input_scale` sets the spread of the initial synthetic inputs and `weight_gain` multiplies
     the motif-network's initial weight matrices (not its biases). `chance_penalty` adds
     that weight times the mean excess of training-motif dish losses over the chance level: a motif-network that
-    ends worse than always answering 0.5 has not learned, so the dish is kept from ranking by it.
+    ends worse than always answering 0.5 has not learned, so the dish is kept from ranking by it. `inner_clip`
+    scales each member's inner gradient to that norm at most (cells that blow up in one step otherwise).
     """
 
     def __init__(self, motif_type: type[Motif], train_motifs: Sequence[Motif], sizes: Sequence[int] = (2, 1, 1, 1),
@@ -72,7 +73,8 @@ class PetriDish(pl.LightningModule):
                  learn_targets: bool = False, divergence_factor: float = 10.0, inner_optimizer: str = "sgd",
                  loss: str = "mse", init_scale: float | None = None, sequence_length: int = 5,
                  ensemble: int = 1, ensemble_score: str = "mean", input_scale: float = 1.0,
-                 chance_penalty: float = 0.0, weight_gain: float = 1.0, seed: int = 0) -> None:
+                 chance_penalty: float = 0.0, weight_gain: float = 1.0, inner_clip: float | None = None,
+                 seed: int = 0) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["motif_type", "train_motifs"])
         check_dish_options(self.hparams)
@@ -144,7 +146,8 @@ class PetriDish(pl.LightningModule):
             return self.member_loss(self.motif_network(params, x_train, motifs), y_train).sum()
 
         params = train_inner(self.initial_params(population), train_loss, self.hparams.inner_steps,
-                             self.hparams.inner_lr, self.hparams.inner_optimizer, create_graph)
+                             self.hparams.inner_lr, self.hparams.inner_optimizer, create_graph,
+                             self.hparams.inner_clip)
         losses = self.member_loss(self.motif_network(params, x_val, motifs), y_val)
         return losses.view(self.hparams.ensemble, population)
 

@@ -11,7 +11,7 @@ MODEL_DEFAULTS: dict[str, Any] = {
     "sizes": (2, 1, 1, 1), "output_activation": False, "num_samples": 20, "inner_steps": 30, "inner_lr": 0.5,
     "outer_lr": 0.1, "lr_decay": 1.0, "learn_targets": False, "divergence_factor": 10.0, "inner_optimizer": "sgd",
     "loss": "mse", "init_scale": None, "sequence_length": 5, "ensemble": 1, "ensemble_score": "mean",
-    "input_scale": 1.0, "chance_penalty": 0.0, "weight_gain": 1.0,
+    "input_scale": 1.0, "chance_penalty": 0.0, "weight_gain": 1.0, "inner_clip": None,
 }
 """`PetriDish`'s options and their defaults (a test keeps them equal to its signature)."""
 FIT_DEFAULTS: dict[str, Any] = {"steps": 200, "gradient_clip_val": 1.0, "resume": True, "warm_start": False}
@@ -22,7 +22,8 @@ DISH_RULES: dict[str, Rule] = {
     **dict.fromkeys(("num_samples", "inner_steps", "sequence_length", "ensemble", "steps"), POSITIVE_INT),
     **dict.fromkeys(("inner_lr", "outer_lr", "lr_decay", "divergence_factor", "input_scale", "weight_gain"),
                     POSITIVE),
-    "chance_penalty": NON_NEGATIVE, "init_scale": POSITIVE.or_null(), "gradient_clip_val": NON_NEGATIVE.or_null(),
+    "chance_penalty": NON_NEGATIVE, "init_scale": POSITIVE.or_null(), "inner_clip": POSITIVE.or_null(),
+    "gradient_clip_val": NON_NEGATIVE.or_null(),
     "output_activation": BOOLEAN, "learn_targets": BOOLEAN, "resume": BOOLEAN, "warm_start": BOOLEAN,
     "inner_optimizer": one_of("sgd", "adam"), "loss": one_of("mse", "bce"), "ensemble_score": one_of("mean", "median"),
 }
