@@ -226,7 +226,8 @@ BAD_INPUTS = {
     "unknown-data": (["data=foo"],
                      "data: unknown option 'foo' (accepted: digits, fashion_mnist, mnist, ptb, python_docs, "
                      "wikitext2)"),
-    "unknown-motif": (["motif=bar"], "motif: unknown option 'bar' (accepted: activation, nb_nlp_cell, rnn_cell, sigmoid_slope)"),
+    "unknown-motif": (["motif=bar"], "motif: unknown option 'bar' (accepted: activation, nb_nlp_cell, rnn_cell, "
+                      "sigmoid_slope)"),
     "unknown-launcher": (["hydra/launcher=nope"], "hydra/launcher: unknown option 'nope' (accepted: basic, "
                          "joblib, slurm, slurm_local, submitit_local, submitit_slurm)"),
     "bad-slope": (["motif.slope=-1"],
