@@ -37,6 +37,7 @@ SKIPPED = (  # (pattern in a command, why it is not run here)
     (r"^bash \.ci/run", "CI itself"),
     (r"scripts/check_readme\.py", "this check itself"),
     (r"experiment=paper_rnn_gpu", "needs a GPU (trainer.accelerator=gpu) and downloads PTB"),
+    (r"experiment=nb_nlp_paper_gpu", "needs a GPU (trainer.accelerator=gpu) and downloads WikiText-2"),
     (r"data\.download=true", "downloads data (network)"),
     (r"^wandb sync", "uploads to wandb.ai (network and an account)"),
     (r"slurm", "needs a SLURM cluster (tests/test_slurm.py runs the local one in CI)"),

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hydra import compose, initialize_config_module
 
 from dish.core.errors import ConfigError
 from dish.data.corpus import batchify, embedded_corpus
@@ -24,6 +25,8 @@ from dish.store.tables import load_table
 
 DEV_TABLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "nb_nlp_dev.csv"
 needs_dev_table = pytest.mark.skipif(not DEV_TABLE.is_file(), reason=f"the reference table {DEV_TABLE} is absent")
+WIKITEXT2_VOCAB = 33278
+"""WikiText-2's vocabulary with the end-of-line token, as the benchmark's models have it."""
 CELLS = [NbNlpCell(name) for name in recipes.NAMED] + [NbNlpCell.sample(random.Random(seed)) for seed in range(9)]
 
 
@@ -68,11 +71,13 @@ def test_sampled_and_mutated_cells_stay_valid_and_run_in_a_population():
     assert state.shape == (len(cells), 3, 3, 4) and torch.isfinite(state).all()
 
 
-def test_population_equals_each_recipe_run_alone():
-    inputs, hidden, batch = 3, 5, 4
+@pytest.mark.parametrize("inputs", [3, 12])  # x narrower than the hidden size; x wider, in three chunks
+def test_population_equals_each_recipe_run_alone(inputs):
+    hidden, batch = 5, 4
+    chunks = math.ceil(inputs / hidden)
     population = NbNlpCell.population(CELLS)
     torch.manual_seed(0)
-    bank = torch.randn(len(CELLS), *population.bank_needs, 3, hidden, hidden) * 0.5
+    bank = torch.randn(len(CELLS), *population.bank_needs, 3 + chunks - 1, hidden, hidden) * 0.5
     biases = torch.randn(len(CELLS), *population.bank_needs, hidden)
     x = torch.randn(len(CELLS), batch, inputs)
     state = torch.randn(len(CELLS), population.tuple_size, batch, hidden)
@@ -82,8 +87,9 @@ def test_population_equals_each_recipe_run_alone():
         with torch.no_grad():
             for name, (depth, slot) in _place(cell.nodes).linear_slot.items():
                 for position, item in enumerate(cell.nodes[name]["input"]):
+                    spots = [position, *range(3, 3 + chunks - 1)] if item == "x" else [position]
                     rows = inputs if item == "x" else hidden
-                    alone.weights[f"{name}__{position}"].copy_(bank[member, depth, slot, position, :rows])
+                    alone.weights[f"{name}__{position}"].copy_(bank[member, depth, slot, spots].flatten(0, 1)[:rows])
                 alone.biases[name].copy_(biases[member, depth, slot])
         size = recipes.tuple_size(cell.nodes)
         expected = alone(x[member], list(state[member, :size]))
@@ -188,3 +194,61 @@ def test_an_unknown_language_model_optimizer_is_a_one_line_error():
     with pytest.raises(ConfigError) as error:
         LanguageModelGroundTruth(CELLS[:1], 10, hidden=4, optimizer="rmsprop")
     assert error.value.field == "model.optimizer" and error.value.accepted == ["sgd", "adam"]
+
+
+@needs_dev_table
+def test_the_paper_preset_has_the_benchmarks_parameter_count():
+    """3 layers, embedding 400, hidden 600, the last layer 400 wide and tied: every parameter the model uses
+    (those a backward pass reaches) adds up to the table's num_params, for each cell."""
+    with initialize_config_module("dish.conf", version_base=None):
+        cfg = compose("ground_truth", ["experiment=nb_nlp_paper_gpu"])
+    assert cfg.data.corpus == "wikitext2" and cfg.trainer.accelerator == "gpu"
+    with DEV_TABLE.open(newline="") as handle:
+        rows = [row for row, _ in zip(csv.DictReader(handle), range(3), strict=False)]
+    cells = [NbNlpCell(row["recipe"]) for row in rows]
+    module = LanguageModelGroundTruth(cells, WIKITEXT2_VOCAB, seed=0, **cfg.model)
+    net = module.net.double()  # in float32, one gradient entry in millions can underflow to exactly 0
+    torch.manual_seed(0)
+    tokens = torch.randint(WIKITEXT2_VOCAB, (2, 4))
+    state = [torch.randn_like(layer) for layer in net.initial_state(2)]  # zero states: h_prev's matrices idle
+    net(tokens, tokens.roll(1, 1), state)[0].sum().backward()
+    used = sum((p.grad != 0).flatten(1).sum(1) for p in net.parameters())
+    assert used.tolist() == [int(row["num_params"]) for row in rows]
+
+
+def test_dropout_masks_are_shared_by_the_members_seeded_by_the_window_and_off_in_evaluation():
+    corpus = embedded_corpus()
+    tokens = batchify(corpus.train, 4)[:, :7]
+    options = {"hidden": 16, "layers": 2, "embedding": 12, "dropout": {"input": 0.1, "between": 0.25,
+                                                                        "output": 0.4, "weights": 0.1}}
+
+    def losses(cells: list[NbNlpCell], window: int | None) -> torch.Tensor:
+        net = LanguageModelGroundTruth(cells, len(corpus.vocab), seed=3, **options).net
+        return net(tokens[:, :-1], tokens[:, 1:], net.initial_state(4), window=window)[0].detach()
+
+    pair = losses([CELLS[1], CELLS[1]], window=5)
+    assert pair[0] == pair[1] and torch.allclose(pair[:1], losses([CELLS[1]], window=5))
+    assert torch.equal(pair, losses([CELLS[1], CELLS[1]], window=5))
+    assert not torch.allclose(pair, losses([CELLS[1], CELLS[1]], window=6))
+    assert not torch.allclose(pair, losses([CELLS[1], CELLS[1]], window=None))
+
+
+@pytest.mark.parametrize(("option", "value", "field"), [("dropout", {"output": 1.0}, "model.dropout.output"),
+                                                         ("schedule", "linear", "model.schedule"),
+                                                         ("layers", 0, "model.layers")])
+def test_bad_language_model_shapes_are_one_line_errors(option, value, field):
+    with pytest.raises(ConfigError) as error:
+        LanguageModelGroundTruth(CELLS[:1], 10, hidden=4, **{option: value})
+    assert error.value.field == field
+
+
+def test_the_paper_preset_trains_on_the_cpu_for_two_windows(tmp_path, run_task, read_store):
+    """Its 3 layers, dropouts and constant rate, at small widths (the sizes are checked above)."""
+    store, run = tmp_path / "cells.csv", tmp_path / "run"
+    proc = run_task("experiment=nb_nlp_paper_gpu", "data=python_docs", "trainer.accelerator=cpu", "model.max_steps=2",
+                    "model.hidden=24", "model.embedding=16", "logger=none", f"store.path={store}",
+                    f"hydra.run.dir={run}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (row,) = read_store(store)
+    assert row["motif_kind"] == "nb_nlp_cell" and row["status"] == "ok" and row["train_steps"] == "2"
+    assert NbNlpCell(row["recipe"]) == NbNlpCell("lstm") and 5.0 < float(row["val_loss"]) < 8.0

@@ -1,14 +1,19 @@
 """The language-model host: a word-level language model that repeats a recurrent cell, many cells at once.
 
-Embedding -> the cell unrolled over truncated-BPTT windows -> decoder tied to the embedding. Every member of a
-population starts from the same seeded weights, sees the same windows, and has its gradient clipped by its own
+Embedding -> `layers` layers of the cell unrolled over truncated-BPTT windows -> decoder tied to the embedding.
+As in AWD-LSTM, the inner layers are `hidden` wide and the last is as wide as the embedding, and training may drop
+out the embedded input, the outputs between layers and the last output (one mask per window, "locked" over its
+steps) and the cell's weights (weight drop, one mask per window). Every member of a population starts from the
+same seeded weights, sees the same windows and the same dropout masks, and has its gradient clipped by its own
 norm, so its numbers are those of a run on its own up to float reordering.
 """
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import pytorch_lightning as pl
@@ -24,49 +29,100 @@ from dish.data.corpus import bptt_windows
 from dish.data.text import TokenStreams
 
 
+@dataclass(frozen=True)
+class Dropouts:
+    """Dropout rates of a stacked language model in training (AWD-LSTM's dropouti, dropouth, dropout and
+    wdrop): the embedded input, the outputs between layers, the last output, the cell's weight matrices."""
+
+    input: float = 0.0
+    between: float = 0.0
+    output: float = 0.0
+    weights: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name, rate in vars(self).items():
+            if not 0.0 <= rate < 1.0:
+                raise ConfigError(f"model.dropout.{name}", f"got {rate!r}", accepted=["a rate in [0, 1)"])
+
+
 class PopulationLanguageModel(nn.Module):
     """One language model per cell, all in batched weights with a leading population dim."""
 
-    def __init__(self, cell: nn.Module, population: int, vocab_size: int, hidden: int, seed: int = 0) -> None:
+    def __init__(self, cell: nn.Module, population: int, vocab_size: int, hidden: int, seed: int = 0,
+                 layers: int = 1, embedding: int | None = None, dropouts: Dropouts = Dropouts()) -> None:
         """`cell` steps all `population` members at once: the cell kind's population module, which draws its
         initial weights (`initial_weights`), splits them once per window (`prepare`) and says what a state is
-        (`initial_state`, `output`)."""
+        (`initial_state`, `output`). `embedding` defaults to `hidden`; with one layer, the cell is
+        `embedding` wide."""
         super().__init__()
         self.cell = cell
+        self.dropouts = dropouts
+        embedding = embedding or hidden
+        self.widths = [embedding, *[hidden] * (layers - 1), embedding]  # each layer reads widths[l], is widths[l+1]
         generator = torch.Generator().manual_seed(seed)
 
         def shared(value: Tensor) -> nn.Parameter:  # the same initial values for every member
             return nn.Parameter(value.expand(population, *value.shape).clone())
 
-        self.embedding = shared(uniform(vocab_size, hidden, bound=0.1, generator=generator))  # the decoder's too
-        self.cell_weights = nn.ParameterDict({name: shared(value) for name, value in
-                                              cell.initial_weights(hidden, generator).items()})
+        self.embedding = shared(uniform(vocab_size, embedding, bound=0.1, generator=generator))  # the decoder's too
+        self.cell_weights = nn.ModuleList(
+            nn.ParameterDict({name: shared(value) for name, value in
+                              cell.initial_weights(width, generator, inputs=inputs).items()})
+            for inputs, width in zip(self.widths[:-1], self.widths[1:], strict=True))
         self.decoder_bias = nn.Parameter(torch.zeros(population, vocab_size))
-        self.hidden = hidden
+        self.seed = seed
 
-    def initial_state(self, batch: int) -> Tensor:
-        return self.cell.initial_state(batch, self.hidden, self.embedding)
+    def initial_state(self, batch: int) -> list[Tensor]:
+        return [self.cell.initial_state(batch, width, self.embedding) for width in self.widths[1:]]
 
-    def forward(self, tokens: Tensor, targets: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, tokens: Tensor, targets: Tensor, state: Sequence[Tensor],
+                window: int | None = None) -> tuple[Tensor, list[Tensor]]:
         """Each member's mean next-token cross-entropy (P,) on a window of tokens and targets (batch, steps),
-        and its last state.
+        and its last states (one per layer). In training, `window` (its index) seeds the dropout masks, so a
+        resumed run draws the same ones.
 
         The tied decoder runs a few members at a time, so that no logits block exceeds `DECODER_BLOCK_BYTES`."""
-        prepared = self.cell.prepare(**self.cell_weights)
-        outputs = []
-        for inputs in self.embedding[:, tokens].unbind(2):  # (P, batch, hidden) per step
-            state = self.cell(inputs, state, prepared)
-            outputs.append(self.cell.output(state))
-        hidden = torch.stack(outputs, 2).flatten(1, 2)  # (P, batch * steps, hidden)
+        rates = self.dropouts if window is not None else Dropouts()
+        noise = None
+        if window is not None and rates != Dropouts():
+            noise = torch.Generator(self.embedding.device).manual_seed(self.seed * 1_000_003 + window)
+        drop = functools.partial(_drop, generator=noise)
+        inputs = drop(self.embedding[:, tokens], rates.input)  # (P, batch, steps, E)
+        last = []
+        for layer, (weights, layer_state) in enumerate(zip(self.cell_weights, state, strict=True)):
+            weights = {name: drop(value, rates.weights, locked=False) if name in self.cell.dropped else value
+                       for name, value in weights.items()}
+            prepared = self.cell.prepare(**weights)
+            outputs = []
+            for step in inputs.unbind(2):  # (P, batch, width) per step
+                layer_state = self.cell(step, layer_state, prepared)
+                outputs.append(self.cell.output(layer_state))
+            last.append(layer_state)
+            rate = rates.output if layer == len(self.cell_weights) - 1 else rates.between
+            inputs = drop(torch.stack(outputs, 2), rate)
+        hidden = inputs.flatten(1, 2)  # (P, batch * steps, E)
         block = max(1, DECODER_BLOCK_BYTES // (hidden.shape[1] * self.embedding.shape[1] * hidden.element_size()))
         losses = [decoder_losses(*members, targets.flatten())
                   for members in zip(hidden.split(block), self.embedding.split(block), self.decoder_bias.split(block),
                                      strict=True)]
-        return torch.cat(losses), state
+        return torch.cat(losses), last
+
+
+def _drop(values: Tensor, rate: float, generator: torch.Generator | None, locked: bool = True) -> Tensor:
+    """`values` (P, ...) times one dropout mask for every member, scaled by 1 / (1 - rate); a `locked` mask of
+    (P, batch, steps, width) values is the same at every step."""
+    if rate == 0.0:
+        return values
+    shape = (1, values.shape[1], 1, values.shape[3]) if locked else (1, *values.shape[1:])
+    keep = torch.empty(shape, device=values.device, dtype=values.dtype).bernoulli_(1 - rate, generator=generator)
+    return values * keep / (1 - rate)
 
 
 OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}
 """The update rules a language model may train with (``model.optimizer``)."""
+SCHEDULES = {"cosine": lambda step, total: 0.5 * (1 + math.cos(math.pi * min(step, total) / total)),
+             "constant": lambda step, total: 1.0}
+"""The step-size schedules (``model.schedule``): a factor of the rate at a step of `total`."""
 DECODER_BLOCK_BYTES = 32 * 2**20
 """The largest logits block the decoder makes at once. glibc serves larger allocations with fresh mmaps that the
 kernel zero-fills page by page, again on every window: at 13 cells that cost about a fifth of the training time."""
@@ -83,10 +139,10 @@ def decoder_losses(hidden: Tensor, embedding: Tensor, bias: Tensor, targets: Ten
 class LanguageModelGroundTruth(pl.LightningModule):
     """Trains a population of cell language models with truncated BPTT for a budget of `max_steps` windows.
 
-    SGD (or Adam, `optimizer`) with a cosine-decayed step size, each member's gradient clipped to `clip` by its own
-    norm (manual
-    optimisation: one Lightning step is one pass over the training stream, window by window). Validation perplexity
-    of every member is the score.
+    SGD (or Adam, `optimizer`) with a cosine-decayed (or constant, `schedule`) step size, each member's gradient
+    clipped to `clip` by its own norm (manual optimisation: one Lightning step is one pass over the training
+    stream, window by window). Validation perplexity of every member is the score. `layers`, `embedding` and
+    `dropout` (a mapping of `Dropouts` rates) shape the stacked model of `PopulationLanguageModel`.
     """
 
     sections: ClassVar[tuple[str, ...]] = ("data", "model", "trainer", "seed")
@@ -95,16 +151,22 @@ class LanguageModelGroundTruth(pl.LightningModule):
 
     def __init__(self, cells: Sequence[Any], vocab_size: int, hidden: int = 64, bptt: int = 35, lr: float = 20.0,
                  clip: float = 0.25, max_steps: int = 280, seed: int = 0, cell: nn.Module | None = None,
-                 optimizer: str = "sgd", weight_decay: float = 0.0) -> None:
+                 optimizer: str = "sgd", weight_decay: float = 0.0, schedule: str = "cosine", layers: int = 1,
+                 embedding: int | None = None, dropout: Mapping[str, float] | None = None) -> None:
         """`cell` steps every member's cell at once; by default the cells' kind's population module."""
         super().__init__()
         self.automatic_optimization = False
         self.cells = list(cells)
+        for field, value, accepted in (("optimizer", optimizer, OPTIMIZERS), ("schedule", schedule, SCHEDULES)):
+            if value not in accepted:
+                raise ConfigError(f"model.{field}", f"got {value!r}", accepted=list(accepted))
+        if layers < 1:
+            raise ConfigError("model.layers", f"got {layers!r}", accepted=["an integer >= 1"])
         if cell is None:
             cell = type(self.cells[0]).population(self.cells)
-        self.net = PopulationLanguageModel(cell, len(self.cells), vocab_size, hidden, seed)
-        if optimizer not in OPTIMIZERS:
-            raise ConfigError("model.optimizer", f"got {optimizer!r}", accepted=list(OPTIMIZERS))
+        self.net = PopulationLanguageModel(cell, len(self.cells), vocab_size, hidden, seed, layers=layers,
+                                           embedding=embedding, dropouts=Dropouts(**(dropout or {})))
+        self.schedule = schedule
         self.bptt, self.lr, self.clip, self.max_steps = bptt, lr, clip, max_steps
         self.optimizer_name, self.weight_decay = optimizer, weight_decay
         self.steps_done = 0
@@ -118,23 +180,23 @@ class LanguageModelGroundTruth(pl.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         optimizer = OPTIMIZERS[self.optimizer_name](self.net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-        cosine = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, self.max_steps) / self.max_steps)))
-        return {"optimizer": optimizer, "lr_scheduler": cosine}
+        scale = SCHEDULES[self.schedule]
+        return {"optimizer": optimizer,
+                "lr_scheduler": torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: scale(step, self.max_steps))}
 
     def training_step(self, streams: TokenStreams, batch_idx: int) -> None:
         counted = self.optimizers()
-        cosine = self.lr_schedulers()
+        schedule = self.lr_schedulers()
         state = self.net.initial_state(streams.train.shape[0])
         batches = list(bptt_windows(streams.train, self.bptt))[:self.max_steps - self.steps_done]
         for index, (inputs, targets) in enumerate(batches):
-            losses, state = self.net(inputs, targets, state.detach())
+            losses, state = self.net(inputs, targets, [layer.detach() for layer in state], window=self.steps_done)
             counted.optimizer.zero_grad(set_to_none=True)
             losses.sum().backward()
             self._clip_per_member()
             # the epoch's last step goes through Lightning's wrapper, so checkpointing sees a global step
             (counted if index == len(batches) - 1 else counted.optimizer).step()
-            cosine.step()
+            schedule.step()
             self.steps_done += 1
         if self.steps_done >= self.max_steps:
             self.trainer.should_stop = True
@@ -165,7 +227,7 @@ class LanguageModelGroundTruth(pl.LightningModule):
     def evaluate(self, stream: Tensor) -> Tensor:
         """Mean cross-entropy of every member on a whole (batch, steps) stream: (P,)."""
         state = self.net.initial_state(stream.shape[0])
-        total, count = state.new_zeros(len(self.cells)), 0  # summed where the model runs, moved once
+        total, count = state[0].new_zeros(len(self.cells)), 0  # summed where the model runs, moved once
         for inputs, targets in bptt_windows(stream, self.bptt):
             losses, state = self.net(inputs, targets, state)
             total += losses * targets.numel()

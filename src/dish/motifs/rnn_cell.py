@@ -134,6 +134,8 @@ class CellPopulation(nn.Module):
 
     op_mask: Tensor
     source_mask: Tensor
+    dropped = ("w0", "ws")
+    """The weights a language model's weight drop masks."""
 
     def __init__(self, genotypes: Sequence[Sequence[tuple[str, int]]]) -> None:
         super().__init__()
@@ -148,9 +150,10 @@ class CellPopulation(nn.Module):
         self.register_buffer("op_mask", F.one_hot(ops, len(OPS)).float())  # (P, N, ops)
         self.register_buffer("source_mask", F.one_hot(sources, self.num_nodes).float())  # (P, N, sources)
 
-    def initial_weights(self, hidden: int, generator: torch.Generator) -> dict[str, Tensor]:
-        """Node 0's weights (2H, 2H) and nodes 1..N's (N, H, 2H), uniform in +-`INIT_RANGE` (DARTS' scheme)."""
-        return {"w0": uniform(2 * hidden, 2 * hidden, bound=INIT_RANGE, generator=generator),
+    def initial_weights(self, hidden: int, generator: torch.Generator, inputs: int | None = None) -> dict[str, Tensor]:
+        """Node 0's weights (E + H, 2H) for inputs of width E (`inputs`, default H) and nodes 1..N's (N, H, 2H),
+        uniform in +-`INIT_RANGE` (DARTS' scheme)."""
+        return {"w0": uniform((inputs or hidden) + hidden, 2 * hidden, bound=INIT_RANGE, generator=generator),
                 "ws": uniform(self.num_nodes, hidden, 2 * hidden, bound=INIT_RANGE, generator=generator)}
 
     @staticmethod
