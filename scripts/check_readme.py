@@ -3,7 +3,9 @@ overrides appended (epochs, budgets, sizes), and check that each exits 0 and wri
 
 Commands that need a GPU, the network or a cluster, and the set-up steps that CI has just run, are listed and
 skipped by name with the reason. Commands run in README order in one copy, so a command finds what the ones
-above it made (the store of the main job, a multirun to report on), as for a reader going down the page.
+above it made (the store of the main job, a multirun to report on), as for a reader going down the page. The
+sections from a heading of `LANES` on read nothing that earlier sections make, so they run in a copy of their own
+beside the first (one lane per core, as CI has two); `--serial` runs every command in one copy.
 
     python scripts/check_readme.py             # every command
     python scripts/check_readme.py --list      # what would run (with the appended overrides) or be skipped
@@ -21,8 +23,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from omegaconf import DictConfig
@@ -31,6 +35,8 @@ REPO = Path(__file__).resolve().parents[1]
 SHELL_FENCE = re.compile(r"^\s*```(?:bash|sh|shell)\s*$")
 INLINE = re.compile(r"`((?:python|bash|pytest|ruff|wandb) [^`]+)`")
 
+LANES = ("## Activation functions built from operations",)
+"""Headings from which the commands run in a fresh copy of their own, beside the commands above them."""
 SKIPPED = (  # (pattern in a command, why it is not run here)
     (r"^pip install", "installs dish: .ci/run has just done it on this checkout"),
     (r"^pytest\b", "the test command: .ci/run runs it before this check"),
@@ -120,7 +126,7 @@ def small_budget(command: Command) -> list[str]:
     if words[:2] == ["python", "tasks/ground_truth.py"]:
         return [*ground_truth, *_fewer_images("ground_truth", words[2:])]
     if words[:2] == ["python", "tasks/compare.py"]:
-        return ["dish.steps=2", *_small_ground_truth(words[2:], ground_truth)]
+        return ["dish.steps=2", *_fewer_folds(words), *_small_ground_truth(words[2:], ground_truth)]
     if words[:2] == ["python", "tasks/search.py"]:
         seeds = [] if any(word.startswith("search.seed=") for word in words) else ["search.seed=0"]
         return [*ground_truth, *_fewer_images("search", words[2:]), "search.budget=2", "dish.steps=2", *seeds]
@@ -131,6 +137,14 @@ def small_budget(command: Command) -> list[str]:
     if words[:2] == ["python", "scripts/bench_nb_nlp.py"]:
         return ["--sizes", "4", "--repeats", "1"]
     return []
+
+
+def _fewer_folds(words: list[str]) -> list[str]:
+    """A sweep over cross-validation folds (``split.fold`` in its experiment): two folds of one seed."""
+    experiments = [word.partition("=")[2] for word in words if word.startswith("experiment=")]
+    sweeps_folds = any("split.fold:" in (REPO / "conf" / "experiment" / f"{name}.yaml").read_text()
+                       for name in experiments)
+    return ["seed=0", "split.fold=0,1"] if sweeps_folds else []
 
 
 def _small_ground_truth(arguments: list[str], budget: list[str]) -> list[str]:
@@ -162,8 +176,12 @@ def _composed(config: str, arguments: list[str]) -> DictConfig:
     plain = [argument for argument in arguments if not argument.startswith("-")]
     overrides = [argument for argument, parsed in zip(plain, OverridesParser.create().parse_overrides(plain),
                                                       strict=True) if not parsed.is_sweep_override()]
-    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+    with COMPOSING, initialize_config_dir(str(REPO / "conf"), version_base="1.3"):  # one global Hydra at a time
         return compose(config, overrides=overrides)
+
+
+COMPOSING = threading.Lock()
+"""Held while Hydra's global state composes a config for `small_budget` (lanes run in threads)."""
 
 
 def _list_override(key: str, items: list[str]) -> str:
@@ -229,8 +247,22 @@ def missing_outputs(checkout: Path, globs: list[str], since: float) -> list[str]
     return [alternatives for alternatives in globs if not any(fresh(p) for p in alternatives.split("|"))]
 
 
+def lanes(readme: str, commands: list[Command]) -> list[list[Command]]:
+    """`commands` split at the headings of `LANES` (each must be a line of `readme`), in README order."""
+    lines = readme.splitlines()
+    starts = []
+    for heading in LANES:
+        if heading not in lines:
+            raise SystemExit(f"check_readme: the lane heading {heading!r} is not a line of the README")
+        starts.append(lines.index(heading) + 1)
+    split: list[list[Command]] = [[] for _ in range(len(starts) + 1)]
+    for command in commands:
+        split[sum(command.line > start for start in starts)].append(command)
+    return [lane for lane in split if lane]
+
+
 def run(commands: list[Command], timeout: float) -> int:
-    """Run `commands` in one temporary checkout; print a line per command and the totals; the failure count."""
+    """Run `commands` in one temporary checkout; print a line per command; the failure count."""
     passed = failed = 0
     with tempfile.TemporaryDirectory(prefix="dish-readme-") as scratch:
         checkout, home = Path(scratch, "repo"), Path(scratch, "home")
@@ -266,8 +298,10 @@ def main() -> None:
     parser.add_argument("-k", dest="keyword", help="only the commands that contain this text")
     parser.add_argument("--list", action="store_true", help="print the plan and run nothing")
     parser.add_argument("--timeout", type=float, default=900, help="seconds one command may take")
+    parser.add_argument("--serial", action="store_true", help="every command in one copy, one after another")
     args = parser.parse_args()
-    commands = [c for c in extract(args.readme.read_text()) if args.keyword is None or args.keyword in c.text]
+    readme = args.readme.read_text()
+    commands = [c for c in extract(readme) if args.keyword is None or args.keyword in c.text]
     skipped = [c for c in commands if c.skip_reason]
     for command in skipped:
         print(f"skip  README:{command.line}  {command.text}  ({command.skip_reason})")
@@ -276,7 +310,9 @@ def main() -> None:
         for command in runnable:
             print(f"run   README:{command.line}  {' '.join([command.text, *map(shlex.quote, small_budget(command))])}")
         return
-    failed = run(runnable, args.timeout)
+    split = [runnable] if args.serial else lanes(readme, runnable)
+    with ThreadPoolExecutor(max(1, len(split))) as pool:
+        failed = sum(pool.map(lambda lane: run(lane, args.timeout), split))
     print(f"readme: {len(runnable) - failed} passed, {failed} failed, {len(skipped)} skipped")
     sys.exit(1 if failed else 0)
 

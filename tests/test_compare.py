@@ -152,12 +152,28 @@ def test_comparison_logs_a_wandb_table_offline(comparison):
     assert logged["run"]["job_type"] == "compare"
 
 
+def test_a_cross_validation_fold_ranks_training_motifs_only(tmp_path, run_compare):
+    table = write_u_table(tmp_path / "u.csv")
+    run_dir = tmp_path / "run"
+    done = run_compare(f"gt.path={table}", "gt.score=val_loss", "split=flag", "split.column=train", "split.folds=3",
+                       "split.fold=2", "predictors=[quadratic]", "logger=none", f"hydra.run.dir={run_dir}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((run_dir / "comparison.json").read_text())
+    assert (report["n_train"], report["n_heldout"]) == (5, 2)  # the 7 flagged motifs, dealt into 3 folds
+    assert report["split"] == {"protocol": "flag", "column": "train", "folds": 3, "fold": 2}
+    best = report["predictors"]["quadratic"]["best_motif"]["slope"]
+    assert min(abs(best / s - 1) for i, s in enumerate(SLOPES) if i % 2 == 0) < 1e-6  # a flagged training slope
+    assert report["predictors"]["quadratic"]["spearman"] == pytest.approx(1.0, abs=1e-4)
+
+
 @pytest.mark.parametrize(("overrides", "field"), [
     (["split=random", "split.n=2"], "split"),
     (["split=flag", "split.column=nope"], "split.column"),
     (["split=range", "split.slope_min=1e-6"], "split"),
     (["split=random", "gt.score=accuracy"], "gt.score"),
-], ids=["too-few", "unknown-column", "empty-heldout", "unknown-score"])
+    (["split=random", "split.folds=3", "split.fold=3"], "split.fold"),
+    (["split=random", "split.n=4", "split.folds=3"], "split.folds"),
+], ids=["too-few", "unknown-column", "empty-heldout", "unknown-score", "fold-past-folds", "folds-too-small"])
 def test_bad_selection_is_one_line_error(tmp_path, run_compare, overrides, field):
     table = write_u_table(tmp_path / "u.csv")
     done = run_compare(f"gt.path={table}", "logger=none", f"hydra.run.dir={tmp_path / 'run'}", *overrides)

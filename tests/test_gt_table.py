@@ -248,6 +248,23 @@ def test_split_random():
     assert slopes(split_table(table, "random", n=5, seed=3)[0]) == slopes(train)
 
 
+def test_cross_validation_folds_partition_the_training_motifs_and_never_see_the_held_out_ones():
+    table = table_of(GRID, seed=list(range(8)))
+    outer_train, outer_heldout = split_table(table, "random", n=7, seed=3)
+    folds = [split_table(table, "random", n=7, folds=3, fold=fold, seed=3) for fold in range(3)]
+    held = [slopes(heldout) for _, heldout in folds]
+    assert sorted(s for part in held for s in part) == sorted(slopes(outer_train))
+    assert sorted(len(part) for part in held) == [2, 2, 3]
+    for train, heldout in folds:
+        assert sorted(slopes(train) + slopes(heldout)) == sorted(slopes(outer_train))
+        assert not set(slopes(outer_heldout)) & set(slopes(train) + slopes(heldout))
+    assert slopes(split_table(table, "random", n=7, folds=3, fold=1, seed=3)[1]) == held[1]
+    joined = folds[0][0].join(folds[0][1])
+    assert slopes(joined) == slopes(folds[0][0]) + slopes(folds[0][1])
+    np.testing.assert_array_equal(joined.extra["seed"], np.concatenate([folds[0][0].extra["seed"],
+                                                                        folds[0][1].extra["seed"]]))
+
+
 def test_split_range():
     train, heldout = split_table(table_of(GRID), "range", slope_min=0.5, slope_max=4.0)
     assert slopes(train) == [0.5, 1.0, 2.0, 4.0]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -76,6 +77,9 @@ def test_small_budget_overrides_shrink_every_task_and_keep_the_build() -> None:
     (pick,) = [o for o in budget("python tasks/compare.py gt.path=store/x.csv") if o.startswith("gt.config_hash=")]
     assert len(pick.partition("=")[2]) == 12
     assert budget("python tasks/compare.py gt.path=../shared/data/t.csv") == ["dish.steps=2"]
+    # a sweep over cross-validation folds: two folds of one seed
+    assert budget("python tasks/compare.py experiment=nb_nlp_dish_cv") == ["dish.steps=2", "seed=0", "split.fold=0,1"]
+    assert budget("python tasks/compare.py experiment=nb_nlp_dev") == ["dish.steps=2"]
     # a cell table: the hash of cells at the small budget of cells (windows, not epochs)
     cells = check._composed("ground_truth", ["task=rnn_cell", "model.max_steps=3"])
     assert budget("python tasks/compare.py gt.path=store/x.csv gt.motif=rnn_cell")[1] == (
@@ -122,3 +126,27 @@ def test_every_readme_command_runs_or_is_skipped_with_a_reason() -> None:
         assert words[0] in ("python", "ruff"), command
         if words[0] == "python" and words[1].startswith("tasks/") and words[1] != "tasks/report.py":
             assert check.expected_outputs(command), command
+
+
+def test_lanes_split_at_their_headings_and_each_readme_heading_of_lanes_exists() -> None:
+    readme = "# T\n```bash\npython a.py\n```\n## Later\n```bash\npython b.py\npython c.py\n```\n"
+    commands = check.extract(readme)
+    original = check.LANES
+    try:
+        check.LANES = ("## Later",)
+        assert [[c.text for c in lane] for lane in check.lanes(readme, commands)] == [
+            ["python a.py"], ["python b.py", "python c.py"]]
+        check.LANES = ("## Missing",)
+        with pytest.raises(SystemExit, match="Missing"):
+            check.lanes(readme, commands)
+    finally:
+        check.LANES = original
+    real = (REPO / "README.md").read_text()
+    assert len(check.lanes(real, check.extract(real))) == len(check.LANES) + 1
+
+
+def test_small_budgets_compose_from_several_lanes_at_once() -> None:
+    command = check.Command("python tasks/ground_truth.py data=fashion_mnist", 1)
+    with ThreadPoolExecutor(4) as pool:
+        budgets = list(pool.map(lambda _: check.small_budget(command), range(8)))
+    assert budgets == [["trainer.max_epochs=2", "data.subset=1000", "data.val_subset=1000"]] * 8

@@ -110,6 +110,8 @@ def run_compare(cfg: DictConfig) -> dict[str, Any]:
     table = load_table(cfg.gt.path, motif_type, cfg.gt.score, config_hash=cfg.gt.get("config_hash"), current=current)
     split = OmegaConf.to_container(cfg.split, resolve=True)
     train, heldout = split_table(table, seed=cfg.seed, **split)
+    if split.get("folds") is not None:  # cross-validation inside the training motifs: the rest stay unseen
+        table = train.join(heldout)
     predictors = {name: make_predictor(name, cfg, motif_type, cfg.seed, output_dir / "dish")
                   for name in chosen_predictors(cfg.predictors, motif_type)}
     report: dict[str, Any] = {"n_train": len(train), "n_heldout": len(heldout), "split": split,

@@ -36,7 +36,13 @@ def validate_compare(cfg: DictConfig) -> None:
 def _check_split(split: DictConfig) -> None:
     """The types of the split's fields (how many motifs it selects is checked once the table is read)."""
     one_of(*SPLIT_PROTOCOLS).check("split.protocol", split.protocol)
-    rules = {"n": NON_NEGATIVE_INT, "slope_min": NUMBER.or_null(), "slope_max": NUMBER.or_null(), "column": TEXT}
+    rules = {"n": NON_NEGATIVE_INT, "slope_min": NUMBER.or_null(), "slope_max": NUMBER.or_null(), "column": TEXT,
+             "folds": POSITIVE_INT.or_null(), "fold": NON_NEGATIVE_INT}
     for field, rule in rules.items():
         if field in split:
             rule.check(f"split.{field}", split[field])
+    folds = split.get("folds")
+    if folds is not None and not (folds >= 2 and split.get("fold", 0) < folds):
+        raise ConfigError("split.fold" if folds >= 2 else "split.folds",
+                          f"fold {split.get('fold', 0)} of {folds} folds", accepted=[
+                              "split.folds: null or at least 2", "split.fold: 0 to split.folds - 1"])

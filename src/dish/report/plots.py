@@ -26,8 +26,10 @@ OUTSIDE = {"loc": "upper left", "bbox_to_anchor": (1.02, 1), "borderaxespad": 0,
 
 
 def split_setting(split: dict[str, Any]) -> str:
-    """A split's settings besides its protocol, e.g. ``slope_max=11.1`` (unset bounds left out)."""
-    return ", ".join(f"{key}={value}" for key, value in split.items() if key != "protocol" and value is not None)
+    """A split's settings besides its protocol and its cross-validation fold (a replicate, like the seed), e.g.
+    ``slope_max=11.1`` or ``n=20, folds=4`` (unset values left out)."""
+    return ", ".join(f"{key}={value}" for key, value in split.items()
+                     if key not in ("protocol", "fold") and value is not None)
 
 
 def oriented(score: str | None) -> tuple[float, str, str]:
@@ -42,9 +44,10 @@ def comparison_title(report: dict[str, Any]) -> str:
     15 training / 9 held-out motifs, seed 1``."""
     split = report["split"]
     setting = split_setting(split)
+    fold = f", fold {split['fold']}" if split.get("folds") is not None else ""
     return (f"{Path(report['gt']['path']).name}, {report['gt']['score']}: split {split['protocol']}"
-            f"{f' ({setting})' if setting else ''}, {report['n_train']} training / {report['n_heldout']} held-out "
-            f"motifs, seed {report['seed']}")
+            f"{f' ({setting}{fold})' if setting else ''}, {report['n_train']} training / {report['n_heldout']} "
+            f"held-out motifs, seed {report['seed']}")
 
 
 def predictor_label(name: str, entry: dict[str, Any]) -> str:

@@ -73,6 +73,12 @@ class GroundTruthTable:
         return GroundTruthTable([self.motifs[i] for i in index], self.scores[index],
                                 {name: values[index] for name, values in self.extra.items()})
 
+    def join(self, other: GroundTruthTable) -> GroundTruthTable:
+        """This table's rows, then `other`'s (the columns both have)."""
+        return GroundTruthTable([*self.motifs, *other.motifs], np.concatenate([self.scores, other.scores]),
+                                {name: np.concatenate([values, other.extra[name]])
+                                 for name, values in self.extra.items() if name in other.extra})
+
 
 @dataclass(frozen=True)
 class TableFields:
@@ -228,13 +234,16 @@ def _merge_repeats(path: Path, table: GroundTruthTable) -> GroundTruthTable:
 
 def split_table(table: GroundTruthTable, protocol: str, *, n: int | None = None,
                 slope_min: float | None = None, slope_max: float | None = None, column: str | None = None,
-                seed: int = 0) -> tuple[GroundTruthTable, GroundTruthTable]:
+                folds: int | None = None, fold: int = 0, seed: int = 0) -> tuple[GroundTruthTable, GroundTruthTable]:
     """(train, held-out) by `protocol`; every motif lands in exactly one of them.
 
     - ``random``: `n` motifs drawn without replacement with ``numpy.random.default_rng(seed)``;
     - ``range``: the motifs with ``slope_min <= value <= slope_max`` of their kind's `scalar_field` (the slope; a
       None bound is open);
     - ``flag``: the rows whose numeric column `column` (see `GroundTruthTable.extra`) is 1.
+
+    With `folds`, cross-validation inside the training motifs: they are dealt (seeded) into `folds` parts, part
+    `fold` is held out and the others train; the split's own held-out motifs are left out of both.
 
     A split with fewer than 3 training motifs or no held-out motif is a `ConfigError`.
     """
@@ -266,4 +275,19 @@ def split_table(table: GroundTruthTable, protocol: str, *, n: int | None = None,
     if train.all():
         raise ConfigError("split", f"protocol {protocol!r} selects all {len(table)} motifs for training and "
                           "leaves none held out")
-    return table.subset(np.flatnonzero(train)), table.subset(np.flatnonzero(~train))
+    if folds is None:
+        return table.subset(np.flatnonzero(train)), table.subset(np.flatnonzero(~train))
+    return cross_validation_fold(table.subset(np.flatnonzero(train)), folds, fold, seed)
+
+
+def cross_validation_fold(table: GroundTruthTable, folds: int, fold: int,
+                          seed: int) -> tuple[GroundTruthTable, GroundTruthTable]:
+    """(train, held-out) of fold `fold` of `folds`: the motifs dealt in a seeded random order into parts of
+    sizes that differ by at most one; part `fold` is held out."""
+    if folds > len(table) or len(table) - math.ceil(len(table) / folds) < MIN_TRAIN:
+        raise ConfigError("split.folds", f"{folds} folds of {len(table)} training motifs leave fewer than "
+                          f"{MIN_TRAIN} to train a fold", accepted=[f"at most {len(table)} folds that leave "
+                                                                    f"{MIN_TRAIN} or more motifs to train each"])
+    order = np.random.default_rng([seed, folds]).permutation(len(table))
+    held = np.array_split(order, folds)[fold]
+    return table.subset(np.setdiff1d(order, held)), table.subset(np.sort(held))
