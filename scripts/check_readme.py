@@ -126,7 +126,7 @@ def small_budget(command: Command) -> list[str]:
     if words[:2] == ["python", "tasks/ground_truth.py"]:
         return [*ground_truth, *_fewer_images("ground_truth", words[2:])]
     if words[:2] == ["python", "tasks/compare.py"]:
-        return ["dish.steps=2", *_fewer_folds(words), *_small_ground_truth(words[2:], ground_truth)]
+        return ["dish.steps=2", *_smaller_sweep(words), *_small_ground_truth(words[2:], ground_truth)]
     if words[:2] == ["python", "tasks/search.py"]:
         seeds = [] if any(word.startswith("search.seed=") for word in words) else ["search.seed=0"]
         return [*ground_truth, *_fewer_images("search", words[2:]), "search.budget=2", "dish.steps=2", *seeds]
@@ -139,12 +139,16 @@ def small_budget(command: Command) -> list[str]:
     return []
 
 
-def _fewer_folds(words: list[str]) -> list[str]:
-    """A sweep over cross-validation folds (``split.fold`` in its experiment): two folds of one seed."""
+def _smaller_sweep(words: list[str]) -> list[str]:
+    """An experiment's sweep over seeds, cut to two seeds (a report still averages); one over cross-validation
+    folds (``split.fold``), to two folds of one seed. A seed the command sets itself is kept."""
     experiments = [word.partition("=")[2] for word in words if word.startswith("experiment=")]
-    sweeps_folds = any("split.fold:" in (REPO / "conf" / "experiment" / f"{name}.yaml").read_text()
-                       for name in experiments)
-    return ["seed=0", "split.fold=0,1"] if sweeps_folds else []
+    swept = "".join((REPO / "conf" / "experiment" / f"{name}.yaml").read_text() for name in experiments)
+    if "split.fold:" in swept:
+        return ["seed=0", "split.fold=0,1"]
+    if re.search(r"^\s+seed:", swept, re.MULTILINE) and not any(word.startswith("seed=") for word in words):
+        return ["seed=0,1"]
+    return []
 
 
 def _small_ground_truth(arguments: list[str], budget: list[str]) -> list[str]:

@@ -69,8 +69,8 @@ def test_small_budget_overrides_shrink_every_task_and_keep_the_build() -> None:
     assert budget("python tasks/ground_truth.py -m motif.slope=0.5,2") == ["trainer.max_epochs=2"]
     assert budget("python tasks/ground_truth.py task=rnn_cell") == ["model.max_steps=3"]
     # the main job's build keeps the experiment's overrides and gets the small budget after them
-    steps, build = budget("python tasks/compare.py experiment=paper_sigmoid")
-    assert steps == "dish.steps=2"
+    steps, seeds, build = budget("python tasks/compare.py experiment=paper_sigmoid")
+    assert (steps, seeds) == ("dish.steps=2", "seed=0,1")  # the experiment's sweep over 3 seeds, cut to 2
     assert build.startswith('gt.build=["data=digits","population=slope_grid",')
     assert build.endswith(',"trainer.max_epochs=2"]')
     # a table of the store without a build: the rows of the default config at the small budget
@@ -79,7 +79,8 @@ def test_small_budget_overrides_shrink_every_task_and_keep_the_build() -> None:
     assert budget("python tasks/compare.py gt.path=../shared/data/t.csv") == ["dish.steps=2"]
     # a sweep over cross-validation folds: two folds of one seed
     assert budget("python tasks/compare.py experiment=nb_nlp_dish_cv") == ["dish.steps=2", "seed=0", "split.fold=0,1"]
-    assert budget("python tasks/compare.py experiment=nb_nlp_dev") == ["dish.steps=2"]
+    assert budget("python tasks/compare.py experiment=nb_nlp_dev") == ["dish.steps=2", "seed=0,1"]
+    assert budget("python tasks/compare.py experiment=nb_nlp_dev seed=3") == ["dish.steps=2"]
     # a cell table: the hash of cells at the small budget of cells (windows, not epochs)
     cells = check._composed("ground_truth", ["task=rnn_cell", "model.max_steps=3"])
     assert budget("python tasks/compare.py gt.path=store/x.csv gt.motif=rnn_cell")[1] == (
