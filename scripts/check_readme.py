@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 REPO = Path(__file__).resolve().parents[1]
 SHELL_FENCE = re.compile(r"^\s*```(?:bash|sh|shell)\s*$")
@@ -142,8 +142,7 @@ def small_budget(command: Command) -> list[str]:
 def _smaller_sweep(words: list[str]) -> list[str]:
     """An experiment's sweep over seeds, cut to two seeds (a report still averages); one over cross-validation
     folds (``split.fold``), to two folds of one seed. A seed the command sets itself is kept."""
-    experiments = [word.partition("=")[2] for word in words if word.startswith("experiment=")]
-    swept = "".join((REPO / "conf" / "experiment" / f"{name}.yaml").read_text() for name in experiments)
+    swept = _experiments(words)
     if "split.fold:" in swept:
         return ["seed=0", "split.fold=0,1"]
     if re.search(r"^\s+seed:", swept, re.MULTILINE) and not any(word.startswith("seed=") for word in words):
@@ -210,9 +209,19 @@ def expected_outputs(command: Command) -> list[str]:
 
 
 def _multirun(words: list[str]) -> bool:
-    experiments = [word.partition("=")[2] for word in words if word.startswith("experiment=")]
-    return "-m" in words or any("mode: MULTIRUN" in (REPO / "conf" / "experiment" / f"{name}.yaml").read_text()
-                                for name in experiments)
+    return "-m" in words or "mode: MULTIRUN" in _experiments(words)
+
+
+def _experiments(words: list[str]) -> str:
+    """The text of the experiment files that `words` select, and of the experiments they extend (their defaults)."""
+    names = [word.partition("=")[2] for word in words if word.startswith("experiment=")]
+    texts = []
+    while names:
+        text = (REPO / "conf" / "experiment" / f"{names.pop()}.yaml").read_text()
+        texts.append(text)
+        names += [entry for entry in OmegaConf.create(text).get("defaults", [])
+                  if isinstance(entry, str) and entry != "_self_"]
+    return "\n".join(texts)
 
 
 def copy_checkout(target: Path) -> None:
