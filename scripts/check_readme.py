@@ -140,14 +140,21 @@ def small_budget(command: Command) -> list[str]:
 
 
 def _smaller_sweep(words: list[str]) -> list[str]:
-    """An experiment's sweep over seeds, cut to two seeds (a report still averages); one over cross-validation
-    folds (``split.fold``), to two folds of one seed. A seed the command sets itself is kept."""
+    """An experiment's sweep over seeds, cut to two seeds (a report still averages), and over training sizes
+    (``split.n``), to its first size; one over cross-validation folds (``split.fold``), to two folds of one seed.
+    A seed or size the command sets itself is kept."""
+    if not _multirun(words):
+        return []
     swept = _experiments(words)
     if "split.fold:" in swept:
         return ["seed=0", "split.fold=0,1"]
+    smaller = []
     if re.search(r"^\s+seed:", swept, re.MULTILINE) and not any(word.startswith("seed=") for word in words):
-        return ["seed=0,1"]
-    return []
+        smaller.append("seed=0,1")
+    sizes = re.search(r"^\s+split\.n:\s*(\d+),", swept, re.MULTILINE)
+    if sizes and not any(word.startswith("split.n=") for word in words):
+        smaller.append(f"split.n={sizes[1]}")
+    return smaller
 
 
 def _small_ground_truth(arguments: list[str], budget: list[str]) -> list[str]:
@@ -209,7 +216,8 @@ def expected_outputs(command: Command) -> list[str]:
 
 
 def _multirun(words: list[str]) -> bool:
-    return "-m" in words or "mode: MULTIRUN" in _experiments(words)
+    """Whether the command sweeps: ``-m``, or an experiment in MULTIRUN mode that ``hydra.mode=RUN`` does not undo."""
+    return "-m" in words or ("mode: MULTIRUN" in _experiments(words) and "hydra.mode=RUN" not in words)
 
 
 def _experiments(words: list[str]) -> str:

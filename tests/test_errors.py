@@ -43,6 +43,19 @@ BAD_INPUTS = {
                         "(accepted: an existing ground-truth CSV, gt.build=[...] to train it first)", []),
     "negative-dish-steps": ("compare", ["gt.path={table}", "dish.steps=-5"],
                             "error: dish.steps: got -5 (accepted: an integer >= 1)", []),
+    "proxy-not-for-the-kind": ("compare", ["gt.path={table}", "predictors=[dish,hidden_cov]"],
+                               "error: predictors: hidden_cov does not apply to motif kind 'sigmoid_slope' "
+                               "(accepted: ", ["dish", "gbt", "dish_stacked", "early_stop", "synflow"]),
+    "unknown-predictor": ("compare", ["gt.path={table}", "predictors=[xgboost]"],
+                          "error: predictors: unknown predictor 'xgboost' (accepted: ",
+                          ["random_forest", "hidden_cov", "jacob_cov"]),
+    "early-stop-on-a-table-from-outside": ("compare", ["gt.path={table}", "predictors=[early_stop]"],
+                                           "error: early_stop.fraction: re-training at a fraction of the budget "
+                                           "needs a table this project trained (gt.build)",
+                                           ["gt.build=<the ground-truth overrides that train the table>"]),
+    "stacked-encoding": ("compare", ["gt.path={table}", "predictors=[dish_stacked]",
+                                     "dish_stacked.encodings=[dish]"],
+                         "error: dish_stacked.encodings: got 'dish' (accepted: ", ["gp", "quadratic", "gbt"]),
 }
 
 

@@ -79,8 +79,14 @@ def test_small_budget_overrides_shrink_every_task_and_keep_the_build() -> None:
     assert budget("python tasks/compare.py gt.path=../shared/data/t.csv") == ["dish.steps=2"]
     # a sweep over cross-validation folds: two folds of one seed
     assert budget("python tasks/compare.py experiment=nb_nlp_dish_cv") == ["dish.steps=2", "seed=0", "split.fold=0,1"]
-    assert budget("python tasks/compare.py experiment=nb_nlp_dev") == ["dish.steps=2", "seed=0,1"]
-    assert budget("python tasks/compare.py experiment=nb_nlp_dev seed=3") == ["dish.steps=2"]
+    # a sweep over training sizes: its first size
+    assert budget("python tasks/compare.py experiment=nb_nlp_dev") == ["dish.steps=2", "seed=0,1", "split.n=10"]
+    assert budget("python tasks/compare.py experiment=nb_nlp_dev seed=3 split.n=20") == ["dish.steps=2"]
+    assert budget("python tasks/compare.py experiment=predictors_nb_nlp") == ["dish.steps=2", "seed=0,1",
+                                                                                 "split.n=10"]
+    # one run of a sweeping experiment: nothing to cut
+    assert budget("python tasks/compare.py experiment=predictors_digits hydra.mode=RUN")[:1] == ["dish.steps=2"]
+    assert not check._multirun(["python", "tasks/compare.py", "experiment=predictors_digits", "hydra.mode=RUN"])
     # a cell table: the hash of cells at the small budget of cells (windows, not epochs)
     cells = check._composed("ground_truth", ["task=rnn_cell", "model.max_steps=3"])
     assert budget("python tasks/compare.py gt.path=store/x.csv gt.motif=rnn_cell")[1] == (

@@ -22,13 +22,14 @@ def comparison(seed: int, spearman: float, gp_spearman: float) -> dict:
     entry = {"spearman": spearman, "kendall": spearman / 2, "zmse": 0.1, "precision_at_k": 0.4, "regret": 0.01,
              "fit_seconds": 1.0}
     return {"n_train": 10, "n_heldout": 14, "seed": seed, "split": {"protocol": "random", "n": 10},
+            "gt": {"path": "store/sigmoid_slope_digits.csv", "score": "val_loss"},
             "predictors": {"dish": entry, "gp": {**entry, "spearman": gp_spearman}}}
 
 
 def write_runs(directory: Path, reports: list[dict]) -> None:
     for index, report in enumerate(reports):
         run = directory / str(index)
-        run.mkdir()
+        run.mkdir(parents=True)
         (run / "comparison.json").write_text(json.dumps(report))
 
 
@@ -68,9 +69,11 @@ def test_report_counts_what_it_averages(tmp_path):
     assert gp["spearman_mean"] is None and gp["regret_mean"] is None  # no result: no number, not 0 or NaN
     assert strict_json(tmp_path / "report.json") == [dish, gp]
     assert (tmp_path / "report.json").stat().st_mode & 0o777 == 0o644
-    lines = {line.split()[3]: line for line in format_table(list(table.values())).splitlines()[1:]}
+    title, _, *rows = format_table(list(table.values())).splitlines()
+    assert title == "sigmoid_slope_digits.csv, val_loss:"
+    lines = {line.split()[3]: line for line in rows}
     assert lines["dish"].split()[4] == "2/3" and lines["dish"].endswith("1 constant prediction")
-    assert lines["gp"].split()[4:] == ["0/3", "-", "-", "-", "3", "constant", "prediction"]
+    assert lines["gp"].split()[4:] == ["0/3", *["-"] * 7, "3", "constant", "prediction"]  # no metric, no cost
     assert "nan" not in format_table(list(table.values()))
 
 

@@ -99,7 +99,8 @@ def test_bad_predictor_is_a_one_line_error(tmp_path, run_search, parabola_table)
                       f"store.dir={tmp_path}", f"hydra.run.dir={tmp_path / 'run'}", "logger=none")
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1] == (
-        "error: search.predictor: unknown predictor 'greedy' (accepted: dish, nn_surrogate, gp, quadratic, random)")
+        "error: search.predictor: unknown predictor 'greedy' (accepted: dish, nn_surrogate, gp, quadratic, "
+        "random_forest, gbt, dish_stacked, random)")
 
 
 # --- live ground truth ---------------------------------------------------------------------------------------

@@ -14,13 +14,14 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import Logger, WandbLogger
 
 from dish.compare.ranking import ranking_metrics
-from dish.compare.validation import validate_compare
+from dish.compare.validation import host_overrides, validate_compare
+from dish.core.errors import ConfigError
 from dish.core.files import write_json_atomic
 from dish.core.runtime import config_group, configure_torch, finish_logger, make_logger
 from dish.ground_truth.job import run_ground_truth
 from dish.motifs.kind import motif_class
 from dish.predictors.petri_dish.harness import DishPredictor
-from dish.predictors.registry import Predictor, chosen_predictors, make_predictor
+from dish.predictors.registry import Predictor, PredictorContext, chosen_predictors, make_predictor
 from dish.report.plots import plot_comparison
 from dish.store.tables import GroundTruthTable, load_table, split_table
 
@@ -31,9 +32,11 @@ REPORTED = ("spearman", "kendall", "pearson", "zmse", "precision_at_k", "regret"
 
 
 def evaluate_predictor(predictor: Predictor, table: GroundTruthTable, train: GroundTruthTable,
-                       heldout: GroundTruthTable, k: int) -> tuple[dict[str, Any], np.ndarray]:
+                       heldout: GroundTruthTable, k: int,
+                       gt_seconds: float | None = None) -> tuple[dict[str, Any], np.ndarray]:
     """Fit on `train` and score the whole table in one call: the held-out ranking metrics, the predicted best
-    motif and timings, and the predictions for every motif of `table` (for the figure and the wandb table).
+    motif, timings and `cost` (see `predictor_cost`; `gt_seconds`: one ground-truth evaluation of the table),
+    and the predictions for every motif of `table` (for the figure and the wandb table).
 
     ``excluded`` says why a report leaves the entry out (else None): a ``non-finite prediction`` or a
     ``constant prediction`` over the held-out motifs (both without metrics: null), or a ``diverged`` dish (its
@@ -63,6 +66,8 @@ def evaluate_predictor(predictor: Predictor, table: GroundTruthTable, train: Gro
         entry = {**dict.fromkeys(REPORTED), "best_motif": None}
     entry["fit_seconds"] = fit_seconds
     entry["predict_seconds_per_motif"] = predict_seconds / len(table)
+    entry["cost"] = predictor_cost(predictor, fit_seconds, predict_seconds / len(table), len(train), len(heldout),
+                                   gt_seconds)
     if isinstance(predictor, DishPredictor) and predictor.dish is not None and predictor.last is not None:
         # A motif whose own dish run blows up is ranked last (`PetriDish.score`). A dish that learned nothing, or
         # blows up on most motifs, can still rank motifs "well": such correlations are not results.
@@ -77,6 +82,36 @@ def evaluate_predictor(predictor: Predictor, table: GroundTruthTable, train: Gro
             problem = "diverged"
     entry["excluded"] = problem
     return entry, curve
+
+
+def predictor_cost(predictor: Predictor, fit_seconds: float, predict_seconds_per_motif: float, n_train: int,
+                   n_scored: int, gt_seconds: float | None) -> dict[str, float | None]:
+    """What a predictor costs: seconds to fit; seconds per scored motif (its prediction, plus the training a
+    table column recorded); the ground-truth evaluations it consumed (the training motifs it learns from, plus
+    the fraction of one that it trains for each of the `n_scored` motifs); and the same seconds in ground-truth
+    evaluations (`gt_seconds` each; null when the table has no timing)."""
+    seconds_per_motif = predict_seconds_per_motif + getattr(predictor, "recorded_seconds_per_motif", 0.0)
+    per_motif = getattr(predictor, "gt_evaluations_per_motif", 0.0)
+    trained = n_train if getattr(predictor, "uses_training_scores", True) else 0
+    return {"fit_seconds": fit_seconds, "seconds_per_motif": seconds_per_motif,
+            "gt_evaluations": trained + per_motif * n_scored, "gt_evaluations_per_motif": per_motif,
+            "gt_seconds": gt_seconds,
+            "gt_equivalents_per_motif": None if not gt_seconds else seconds_per_motif / gt_seconds,
+            "fit_gt_equivalents": None if not gt_seconds else fit_seconds / gt_seconds}
+
+
+def table_gt_seconds(table: GroundTruthTable, column: str | None, scale: float) -> float | None:
+    """Mean seconds of one ground-truth evaluation of `table`: its `column` times `scale` (e.g. seconds per epoch
+    times epochs), or without a column the project's own rows' share of their population's wall time; None where
+    neither is known."""
+    if column is not None:
+        if column not in table.extra:
+            raise ConfigError("gt.timing_column", f"the table has no numeric column {column!r}",
+                              accepted=sorted(table.extra))
+        return float(np.nanmean(table.extra[column])) * scale
+    if {"wall_seconds", "population_size"} <= set(table.extra):
+        return float(np.nanmean(table.extra["wall_seconds"] / table.extra["population_size"]))
+    return None
 
 
 def worst_last(predicted: np.ndarray) -> np.ndarray:
@@ -112,8 +147,12 @@ def run_compare(cfg: DictConfig) -> dict[str, Any]:
     train, heldout = split_table(table, seed=cfg.seed, **split)
     if split.get("folds") is not None:  # cross-validation inside the training motifs: the rest stay unseen
         table = train.join(heldout)
-    predictors = {name: make_predictor(name, cfg, motif_type, cfg.seed, output_dir / "dish")
-                  for name in chosen_predictors(cfg.predictors, motif_type)}
+    gt_seconds = table_gt_seconds(table, cfg.gt.get("timing_column"), cfg.gt.get("timing_scale", 1.0))
+    host = current if cfg.gt.get("build") is not None else compose(config_name="ground_truth",
+                                                                     overrides=host_overrides(cfg))
+    context = PredictorContext(motif_type, cfg.seed, host, cfg.gt.get("build") is not None, table, gt_seconds,
+                               output_dir)
+    predictors = {name: make_predictor(name, cfg, context) for name in chosen_predictors(cfg.predictors, motif_type)}
     report: dict[str, Any] = {"n_train": len(train), "n_heldout": len(heldout), "split": split,
                               "gt": {"path": str(cfg.gt.path), "score": cfg.gt.score}, "seed": cfg.seed,
                               "dish": OmegaConf.to_container(cfg.dish, resolve=True), "predictors": {}}
@@ -123,7 +162,7 @@ def run_compare(cfg: DictConfig) -> dict[str, Any]:
     try:
         for name, predictor in predictors.items():
             report["predictors"][name], curves[name] = evaluate_predictor(predictor, table, train, heldout,
-                                                                          cfg.metrics.k)
+                                                                          cfg.metrics.k, gt_seconds)
         write_json_atomic(output_dir / "comparison.json", report)
         plot_comparison(table, train, curves, report, output_dir / "comparison.png")
         _log(logger, report, table, train, curves)

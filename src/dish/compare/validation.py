@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hydra import compose
+from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf
 
 from dish.core.errors import INTEGER, NON_NEGATIVE_INT, NUMBER, POSITIVE_INT, TEXT, ConfigError, one_of
 from dish.motifs.kind import motif_class
-from dish.predictors.registry import check_predictor, chosen_predictors
+from dish.predictors.registry import PredictorContext, check_predictor, chosen_predictors
 from dish.store.tables import SPLIT_PROTOCOLS, score_sign
 
 
@@ -29,8 +31,23 @@ def validate_compare(cfg: DictConfig) -> None:
     POSITIVE_INT.or_null().check("threads", cfg.threads)
     POSITIVE_INT.check("metrics.k", cfg.metrics.k)
     _check_split(cfg.split)
+    NUMBER.or_null().check("gt.timing_scale", cfg.gt.get("timing_scale", 1.0))
+    TEXT.or_null().check("gt.timing_column", cfg.gt.get("timing_column"))
+    host = compose(config_name="ground_truth", overrides=host_overrides(cfg))
+    context = PredictorContext(motif_type, cfg.seed, host, built=cfg.gt.get("build") is not None)
     for name in chosen_predictors(cfg.predictors, motif_type):
-        check_predictor(cfg, name, motif_type)
+        check_predictor(cfg, name, context)
+
+
+def host_overrides(cfg: DictConfig) -> list[str]:
+    """The overrides of tasks/ground_truth.py whose network early stopping trains and the zero-cost proxies probe:
+    ``gt.build``, else ``gt.host``, else the kind's own default host (``motif=<gt.motif>``, where the kind has a
+    config file; a kind from another package has none, and its proxies then ask for ``gt.build``)."""
+    overrides = cfg.gt.get("build") or cfg.gt.get("host")
+    if overrides is not None:
+        return list(overrides)
+    known = GlobalHydra.instance().config_loader().get_group_options("motif")
+    return [f"motif={cfg.gt.motif}"] if cfg.gt.motif in known else []
 
 
 def _check_split(split: DictConfig) -> None:

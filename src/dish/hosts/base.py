@@ -19,11 +19,14 @@ class GroundTruthHost(Protocol):
 
     `sections` are the config sections that define its numbers (what the config hash covers), `scores` the
     result columns its rows carry, `supplied` the constructor arguments the job fills in (the rest come from the
-    ``model`` config)."""
+    ``model`` config), `budget_field` the config field of its training budget and `stop_field` the one that stops
+    it early with the full budget's schedule (what early stopping sets)."""
 
     sections: ClassVar[tuple[str, ...]]
     scores: ClassVar[tuple[str, ...]]
     supplied: ClassVar[tuple[str, ...]]
+    budget_field: ClassVar[str]
+    stop_field: ClassVar[str]
 
     @classmethod
     def from_config(cls, motifs: Sequence[Any], population: nn.Module, cfg: DictConfig,

@@ -43,6 +43,11 @@ class ClassifierGroundTruth(pl.LightningModule):
     sections: ClassVar[tuple[str, ...]] = ("data", "model", "optimizer", "trainer", "seed")
     scores: ClassVar[tuple[str, ...]] = ("val_loss", "val_acc", "best_val_loss", "best_val_acc")
     supplied: ClassVar[tuple[str, ...]] = ("motifs", "input_dim", "num_classes", "optimizer", "seed", "activation")
+    budget_field: ClassVar[str] = "trainer.max_epochs"
+    """The config field of the training budget, in epochs (the optimizer has no schedule over them)."""
+    stop_field: ClassVar[str] = "trainer.max_epochs"
+    """The config field that stops training early after some epochs of the budget: at a constant step size,
+    fewer epochs are the full run's first ones."""
 
     def __init__(self, motifs: Sequence[Any], input_dim: int, num_classes: int, hidden: Sequence[int],
                  optimizer: OptimizerFactory, seed: int = 0, activation: nn.Module | None = None) -> None:
@@ -130,6 +135,26 @@ class ClassifierGroundTruth(pl.LightningModule):
         accuracy = multiclass_accuracy(logits.argmax(-1), y.expand(len(self.motifs), -1), self.num_classes,
                                        average="micro", multidim_average="samplewise", validate_args=False)
         return self.member_losses(logits, y), accuracy.reshape(-1)
+
+    # --- what the zero-cost proxies (dish.predictors.zero_cost) read at initialisation -------------------
+
+    def proxy_batch(self, datamodule: Any, size: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """`size` training samples (x, y) of `datamodule` drawn with `generator` (all of them if it has fewer)."""
+        picked = torch.randperm(len(datamodule.x_train), generator=generator)[:size]
+        return datamodule.x_train[picked], datamodule.y_train[picked]
+
+    def proxy_losses(self, batch: tuple[Tensor, Tensor]) -> Tensor:
+        """Each member's mean cross-entropy on `batch`: (P,)."""
+        return self.member_losses(self.net(batch[0]), batch[1])
+
+    def proxy_inputs(self, batch: tuple[Tensor, Tensor]) -> Tensor:
+        """Each member's own copy of the batch's inputs (P, size, in): the input the proxies differentiate by."""
+        x = batch[0]
+        return x.expand(len(self.motifs), *x.shape).clone()
+
+    def proxy_outputs(self, inputs: Tensor) -> Tensor:
+        """Each member's logits (P, size, classes) on its own inputs (P, size, in)."""
+        return self.net(inputs if len(inputs) > 1 else inputs[0])  # a population of one has 2-D weights
 
     def _log_epoch(self, metrics: dict[str, Tensor]) -> None:
         """Send the epoch's per-member metrics straight to the loggers.

@@ -23,7 +23,7 @@ from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from dish.core.epochs import OncePerEpoch
-from dish.core.errors import ConfigError
+from dish.core.errors import POSITIVE_INT, ConfigError
 from dish.core.init import uniform
 from dish.data.corpus import bptt_windows
 from dish.data.text import TokenStreams
@@ -86,10 +86,23 @@ class PopulationLanguageModel(nn.Module):
         noise = None
         if window is not None and rates != Dropouts():
             noise = torch.Generator(self.embedding.device).manual_seed(self.seed * 1_000_003 + window)
+        inputs = _drop(self.embedding[:, tokens], rates.input, noise)  # (P, batch, steps, E)
+        outputs, last = self.unroll(inputs, state, rates, noise)
+        hidden = outputs.flatten(1, 2)  # (P, batch * steps, E)
+        block = max(1, DECODER_BLOCK_BYTES // (hidden.shape[1] * self.embedding.shape[1] * hidden.element_size()))
+        losses = [decoder_losses(*members, targets.flatten())
+                  for members in zip(hidden.split(block), self.embedding.split(block), self.decoder_bias.split(block),
+                                     strict=True)]
+        return torch.cat(losses), last
+
+    def unroll(self, inputs: Tensor, state: Sequence[Tensor], rates: Dropouts = Dropouts(),
+               noise: torch.Generator | None = None, layers: int | None = None) -> tuple[Tensor, list[Tensor]]:
+        """The outputs (P, batch, steps, width) of the first `layers` layers (all by default) on embedded inputs
+        (P, batch, steps, E) from `state`, after their dropout of `rates` (masks drawn with `noise`), and each
+        of those layers' last state."""
         drop = functools.partial(_drop, generator=noise)
-        inputs = drop(self.embedding[:, tokens], rates.input)  # (P, batch, steps, E)
         last = []
-        for layer, (weights, layer_state) in enumerate(zip(self.cell_weights, state, strict=True)):
+        for layer, (weights, layer_state) in enumerate(zip(self.cell_weights[:layers], state[:layers], strict=True)):
             weights = {name: drop(value, rates.weights, locked=False) if name in self.cell.dropped else value
                        for name, value in weights.items()}
             prepared = self.cell.prepare(**weights)
@@ -100,12 +113,7 @@ class PopulationLanguageModel(nn.Module):
             last.append(layer_state)
             rate = rates.output if layer == len(self.cell_weights) - 1 else rates.between
             inputs = drop(torch.stack(outputs, 2), rate)
-        hidden = inputs.flatten(1, 2)  # (P, batch * steps, E)
-        block = max(1, DECODER_BLOCK_BYTES // (hidden.shape[1] * self.embedding.shape[1] * hidden.element_size()))
-        losses = [decoder_losses(*members, targets.flatten())
-                  for members in zip(hidden.split(block), self.embedding.split(block), self.decoder_bias.split(block),
-                                     strict=True)]
-        return torch.cat(losses), last
+        return inputs, last
 
 
 def _drop(values: Tensor, rate: float, generator: torch.Generator | None, locked: bool = True) -> Tensor:
@@ -142,17 +150,23 @@ class LanguageModelGroundTruth(pl.LightningModule):
     SGD (or Adam, `optimizer`) with a cosine-decayed (or constant, `schedule`) step size, each member's gradient
     clipped to `clip` by its own norm (manual optimisation: one Lightning step is one pass over the training
     stream, window by window). Validation perplexity of every member is the score. `layers`, `embedding` and
-    `dropout` (a mapping of `Dropouts` rates) shape the stacked model of `PopulationLanguageModel`.
+    `dropout` (a mapping of `Dropouts` rates) shape the stacked model of `PopulationLanguageModel`. `stop_after`
+    windows (null: all `max_steps`) stops training early with the full budget's schedule.
     """
 
     sections: ClassVar[tuple[str, ...]] = ("data", "model", "trainer", "seed")
     scores: ClassVar[tuple[str, ...]] = ("val_loss", "val_ppl")
     supplied: ClassVar[tuple[str, ...]] = ("cells", "vocab_size", "seed", "cell")
+    budget_field: ClassVar[str] = "model.max_steps"
+    """The config field of the training budget, in windows (the step-size schedule's length)."""
+    stop_field: ClassVar[str] = "model.stop_after"
+    """The config field that stops training early after some windows of the budget, schedule unchanged."""
 
     def __init__(self, cells: Sequence[Any], vocab_size: int, hidden: int = 64, bptt: int = 35, lr: float = 20.0,
                  clip: float = 0.25, max_steps: int = 280, seed: int = 0, cell: nn.Module | None = None,
                  optimizer: str = "sgd", weight_decay: float = 0.0, schedule: str = "cosine", layers: int = 1,
-                 embedding: int | None = None, dropout: Mapping[str, float] | None = None) -> None:
+                 embedding: int | None = None, dropout: Mapping[str, float] | None = None,
+                 stop_after: int | None = None) -> None:
         """`cell` steps every member's cell at once; by default the cells' kind's population module."""
         super().__init__()
         self.automatic_optimization = False
@@ -162,12 +176,14 @@ class LanguageModelGroundTruth(pl.LightningModule):
                 raise ConfigError(f"model.{field}", f"got {value!r}", accepted=list(accepted))
         if layers < 1:
             raise ConfigError("model.layers", f"got {layers!r}", accepted=["an integer >= 1"])
+        POSITIVE_INT.or_null().check("model.stop_after", stop_after)
         if cell is None:
             cell = type(self.cells[0]).population(self.cells)
         self.net = PopulationLanguageModel(cell, len(self.cells), vocab_size, hidden, seed, layers=layers,
                                            embedding=embedding, dropouts=Dropouts(**(dropout or {})))
         self.schedule = schedule
         self.bptt, self.lr, self.clip, self.max_steps = bptt, lr, clip, max_steps
+        self.stop_after = max_steps if stop_after is None else min(stop_after, max_steps)
         self.optimizer_name, self.weight_decay = optimizer, weight_decay
         self.steps_done = 0
         self.final_val_loss: Tensor | None = None  # (P,), once training is done
@@ -188,7 +204,7 @@ class LanguageModelGroundTruth(pl.LightningModule):
         counted = self.optimizers()
         schedule = self.lr_schedulers()
         state = self.net.initial_state(streams.train.shape[0])
-        batches = list(bptt_windows(streams.train, self.bptt))[:self.max_steps - self.steps_done]
+        batches = list(bptt_windows(streams.train, self.bptt))[:self.stop_after - self.steps_done]
         for index, (inputs, targets) in enumerate(batches):
             losses, state = self.net(inputs, targets, [layer.detach() for layer in state], window=self.steps_done)
             counted.optimizer.zero_grad(set_to_none=True)
@@ -198,14 +214,14 @@ class LanguageModelGroundTruth(pl.LightningModule):
             (counted if index == len(batches) - 1 else counted.optimizer).step()
             schedule.step()
             self.steps_done += 1
-        if self.steps_done >= self.max_steps:
+        if self.steps_done >= self.stop_after:
             self.trainer.should_stop = True
         if self.trainer.should_stop or self.current_epoch == self.trainer.max_epochs - 1:  # only the last counts
             self.final_val_loss = self.evaluate(streams.valid)
 
     def progress(self) -> tuple[float, str]:
-        """Training windows done of `max_steps`."""
-        return self.steps_done / self.max_steps, f"window {self.steps_done}/{self.max_steps}"
+        """Training windows done of `stop_after`."""
+        return self.steps_done / self.stop_after, f"window {self.steps_done}/{self.stop_after}"
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["language_model_history"] = {"steps_done": self.steps_done, "final_val_loss": self.final_val_loss}
@@ -233,6 +249,34 @@ class LanguageModelGroundTruth(pl.LightningModule):
             total += losses * targets.numel()
             count += targets.numel()
         return (total / count).cpu()
+
+    # --- what the zero-cost proxies (dish.predictors.zero_cost) read at initialisation -------------------
+
+    def proxy_batch(self, datamodule: Any, size: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """`size` windows of `bptt` tokens (inputs, targets: (size, bptt)) from places of `datamodule`'s training
+        stream drawn with `generator`."""
+        stream = datamodule.corpus.train
+        starts = torch.randint(len(stream) - self.bptt, (size,), generator=generator)
+        windows = stream[starts[:, None] + torch.arange(self.bptt + 1)]
+        return windows[:, :-1], windows[:, 1:]
+
+    def proxy_losses(self, batch: tuple[Tensor, Tensor]) -> Tensor:
+        """Each member's mean next-token cross-entropy on `batch` from zero states, without dropout: (P,)."""
+        inputs, targets = batch
+        return self.net(inputs, targets, self.net.initial_state(len(inputs)))[0]
+
+    def proxy_inputs(self, batch: tuple[Tensor, Tensor]) -> Tensor:
+        """Each member's embedded input tokens (P, size, bptt, E), detached: the input the proxies differentiate
+        by."""
+        return self.net.embedding[:, batch[0]].detach()
+
+    def proxy_outputs(self, inputs: Tensor) -> Tensor:
+        """Each member's last-layer outputs (P, size, bptt, E) on embedded `inputs`, from zero states."""
+        return self.net.unroll(inputs, self.net.initial_state(inputs.shape[1]))[0]
+
+    def proxy_hidden_states(self, inputs: Tensor) -> Tensor:
+        """Each member's first-layer hidden states (P, size, bptt, width) on embedded `inputs`, from zero states."""
+        return self.net.unroll(inputs, self.net.initial_state(inputs.shape[1]), layers=1)[0]
 
     def results(self) -> list[dict[str, Any]]:
         """Per cell: status, final validation loss and perplexity, the steps trained."""

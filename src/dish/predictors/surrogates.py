@@ -19,6 +19,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from numpy.polynomial import Polynomial
+from sklearn.ensemble import GradientBoostingRegressor, RandomForestRegressor
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
@@ -218,8 +219,52 @@ def log_axis(motifs: Sequence[Motif]) -> np.ndarray:
     return np.log(np.array([getattr(motif, field) for motif in motifs], dtype=np.float64))
 
 
+class RandomForestSurrogate(Surrogate):
+    """A random forest on the motif features (scikit-learn), the model-based predictor White et al. (2021) found
+    strong among NAS performance predictors at small training sets; trees need no feature scaling."""
+
+    name = "random_forest"
+
+    def __init__(self, trees: int = 200, min_samples_leaf: int = 1, seed: int = 0) -> None:
+        POSITIVE_INT.check("trees", trees)
+        POSITIVE_INT.check("min_samples_leaf", min_samples_leaf)
+        self.model = RandomForestRegressor(n_estimators=trees, min_samples_leaf=min_samples_leaf, random_state=seed,
+                                           n_jobs=1)
+
+    def fit(self, motifs: Sequence[Motif], scores: np.ndarray) -> None:
+        self.model.fit(motif_features(motifs), scores)
+
+    def predict(self, motifs: Sequence[Motif]) -> np.ndarray:
+        return self.model.predict(motif_features(motifs))
+
+
+class GradientBoostingSurrogate(Surrogate):
+    """Gradient-boosted regression trees on the motif features (scikit-learn): shallow trees, shrinkage and row
+    subsampling, the settings that suit a few dozen training motifs."""
+
+    name = "gbt"
+
+    def __init__(self, trees: int = 100, depth: int = 2, lr: float = 0.1, subsample: float = 0.8,
+                 seed: int = 0) -> None:
+        POSITIVE_INT.check("trees", trees)
+        POSITIVE_INT.check("depth", depth)
+        POSITIVE.check("lr", lr)
+        if not POSITIVE.test(subsample) or subsample > 1:
+            raise ConfigError("subsample", f"got {subsample!r}", accepted=["a fraction in (0, 1]"])
+        self.model = GradientBoostingRegressor(n_estimators=trees, max_depth=depth, learning_rate=lr,
+                                               subsample=subsample, random_state=seed)
+
+    def fit(self, motifs: Sequence[Motif], scores: np.ndarray) -> None:
+        self.model.fit(motif_features(motifs), scores)
+
+    def predict(self, motifs: Sequence[Motif]) -> np.ndarray:
+        return self.model.predict(motif_features(motifs))
+
+
 SURROGATES: dict[str, type[Surrogate]] = {
     NNSurrogate.name: NNSurrogate,
     GaussianProcessSurrogate.name: GaussianProcessSurrogate,
     QuadraticSurrogate.name: QuadraticSurrogate,
+    RandomForestSurrogate.name: RandomForestSurrogate,
+    GradientBoostingSurrogate.name: GradientBoostingSurrogate,
 }

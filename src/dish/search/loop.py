@@ -29,7 +29,7 @@ from dish.core.runtime import configure_torch, finish_logger, make_logger
 from dish.motifs.kind import Motif
 from dish.predictors.petri_dish.harness import DishPredictor
 from dish.predictors.petri_dish.options import dish_label
-from dish.predictors.registry import Predictor, make_predictor
+from dish.predictors.registry import Predictor, PredictorContext, make_predictor
 from dish.report.plots import plot_search
 from dish.search.oracles import Oracle, make_oracle
 from dish.search.validation import validate_search
@@ -161,7 +161,7 @@ def run_search(cfg: DictConfig) -> dict[str, Any]:
                  len(ledger.evaluations), ledger.spent, settings.budget)
     predictor = None
     if settings.predictor != "random":
-        predictor = make_predictor(settings.predictor, cfg, motif_type, settings.seed)
+        predictor = make_predictor(settings.predictor, cfg, PredictorContext(motif_type, settings.seed))
         if isinstance(predictor, DishPredictor):
             predictor.warm_start = settings.warm_start
     logger = make_logger(cfg)

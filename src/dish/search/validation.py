@@ -8,10 +8,11 @@ from omegaconf import DictConfig
 from dish.core.errors import INTEGER, NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE_INT, ConfigError
 from dish.ground_truth.validation import validate_ground_truth
 from dish.motifs.kind import Motif
-from dish.predictors.registry import PREDICTORS, check_predictor
+from dish.predictors.registry import FITTED_PREDICTORS, PredictorContext, check_predictor
 
-SEARCH_PREDICTORS = (*PREDICTORS, "random")
-"""What `search.predictor` accepts: the dish, a surrogate, or none (random search)."""
+SEARCH_PREDICTORS = (*FITTED_PREDICTORS, "random")
+"""What `search.predictor` accepts: a predictor that learns from the evaluated motifs, or none (random
+search)."""
 STOP_TARGETS = ("best", "top_fraction")
 
 
@@ -42,6 +43,6 @@ def validate_search(cfg: DictConfig) -> None:
                           accepted=list(rules))
     NON_NEGATIVE.check("search.tolerance", settings.tolerance)
     if settings.predictor != "random":
-        check_predictor(cfg, settings.predictor, motif_type)
+        check_predictor(cfg, settings.predictor, PredictorContext(motif_type, settings.seed))
     if cfg.ground_truth.oracle == "live":  # (the oracle's own settings: `dish.search.oracles.check_settings`)
         validate_ground_truth(cfg)

@@ -99,11 +99,16 @@ class DishPredictor:
                            start_digest], sort_keys=True, default=str)
         return hashlib.sha256(work.encode()).hexdigest()[:12]
 
+    @property
+    def spread(self) -> np.ndarray | None:
+        """How much an ensemble's replicas disagree on each motif of the last `predict` (None for one dish)."""
+        return None if self.last is None or self.dish_options.get("ensemble", 1) == 1 else self.last.spread
+
     def predict(self, motifs: Sequence[Motif]) -> np.ndarray:
         if self.dish is None:
             raise RuntimeError("fit the dish before predicting")
         self.last = self.dish.score(motifs)
         if not self.trained:  # untrained synthetic data: no ranking at all, not the initial weights' ranking
             self.last = DishScores(np.full(len(motifs), np.nan), np.arange(len(motifs)), self.last.losses,
-                                   np.ones(len(motifs), dtype=bool))
+                                   np.ones(len(motifs), dtype=bool), self.last.spread)
         return self.last.scores

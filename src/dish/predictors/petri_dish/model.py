@@ -32,12 +32,14 @@ from dish.predictors.petri_dish.options import check_dish_options
 
 @dataclass(frozen=True)
 class DishScores:
-    """What a dish says of some motifs: scores (higher = better), their ranking and the raw dish losses."""
+    """What a dish says of some motifs: scores (higher = better), their ranking, the raw dish losses, which
+    diverged, and the spread of an ensemble's replicas (the sd of their standardised scores; 0 for one dish)."""
 
     scores: np.ndarray
     ranking: np.ndarray
     losses: np.ndarray
     diverged: np.ndarray
+    spread: np.ndarray
 
 
 def balanced_targets(num_samples: int, outputs: int, generator: torch.Generator) -> Tensor:
@@ -218,15 +220,17 @@ class PetriDish(pl.LightningModule):
             losses = self.dish_losses(self.population(batch).to(self.device), len(batch), create_graph=False)
             reference, losses = losses.split([len(references), len(motifs)], dim=1)
             if self.hparams.ensemble == 1:
-                scores = -losses[0]
+                scores, spread = -losses[0], torch.zeros_like(losses[0])
             else:
                 mean, std = reference.mean(1, keepdim=True), reference.std(1, correction=0, keepdim=True)
                 standardised = (mean - losses) / std.clamp_min(1e-8)
                 scores = (standardised.mean(0) if self.hparams.ensemble_score == "mean"
                           else torch.quantile(standardised, 0.5, dim=0))
+                spread = standardised.std(0, correction=0)
         self._note_losses(losses)
         diverged = self.diverged(losses).any(0).cpu().numpy()
         scores = np.where(diverged, -np.inf, scores.cpu().double().numpy())  # a motif that blows up is the worst
-        return DishScores(scores, np.argsort(-scores, kind="stable"), losses.mean(0).cpu().double().numpy(), diverged)
+        return DishScores(scores, np.argsort(-scores, kind="stable"), losses.mean(0).cpu().double().numpy(), diverged,
+                          spread.cpu().double().numpy())
 
 

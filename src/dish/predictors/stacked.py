@@ -1,0 +1,109 @@
+"""Cross-validated stacking (Wolpert 1992; Breiman 1996): a linear model over what several predictors say of a
+motif, fitted on their out-of-fold predictions for the training motifs only, with non-negative weights on the
+predictions as Breiman's stacked regressions have them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from scipy.optimize import lsq_linear
+
+from dish.core.errors import ConfigError
+from dish.motifs.kind import Motif
+from dish.predictors.context import Predictor
+
+
+class StackedPredictor:
+    """Leans on each input predictor as far as it predicts the training motifs it did not see.
+
+    The training motifs are dealt (seeded) into `folds` parts; for each part, every input predictor (a fresh one
+    from its factory) is fitted on the other parts and scores that part. Each input gives a column: its scores
+    standardised by its scores on its own training motifs (so that the folds' models share a scale), and an
+    input with a `spread` (a dish ensemble's disagreement between replicas) a second column. The level-1 model is
+    least squares on those out-of-fold columns, standardised, with an intercept: a prediction's weight is at least
+    0 (Breiman 1996: without that constraint stacking overfits; an input that does not predict the training motifs
+    out of fold gets weight 0), a spread's weight of either sign. The inputs refitted on every training motif feed
+    it at prediction time. Costs `folds` + 1 fits of each input.
+    """
+
+    uses_training_scores = True
+
+    def __init__(self, inputs: Mapping[str, Callable[[], Predictor]], folds: int = 4, seed: int = 0,
+                 name: str = "dish_stacked") -> None:
+        if not isinstance(folds, int) or folds < 2:
+            raise ConfigError(f"{name}.folds", f"got {folds!r}", accepted=["an integer >= 2"])
+        self.inputs, self.folds, self.seed, self.name = dict(inputs), folds, seed, name
+        self.fitted: dict[str, Predictor] = {}
+        self.references: list[Motif] = []
+        self.level1: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        """The columns' means and standard deviations, and the weights (the intercept last)."""
+        self.weights: dict[str, float] = {}
+        """The level-1 weight of each column (on standardised columns), for the record."""
+
+    def fit(self, motifs: Sequence[Motif], scores: np.ndarray) -> None:
+        motifs, scores = list(motifs), np.asarray(scores, dtype=np.float64)
+        if len(motifs) < self.folds:
+            raise ConfigError(f"{self.name}.folds", f"{self.folds} folds of {len(motifs)} training motifs",
+                              accepted=[f"at most {len(motifs)} folds"])
+        parts = np.array_split(np.random.default_rng(self.seed).permutation(len(motifs)), self.folds)
+        out_of_fold: np.ndarray | None = None
+        for part in parts:
+            kept = np.setdiff1d(np.arange(len(motifs)), part)
+            train = [motifs[i] for i in kept]
+            fitted = self._fit_inputs(train, scores[kept])
+            columns, _ = self._columns(fitted, train, [motifs[i] for i in part])
+            if out_of_fold is None:
+                out_of_fold = np.zeros((len(motifs), columns.shape[1]))
+            out_of_fold[part] = columns
+        self.fitted, self.references = self._fit_inputs(motifs, scores), motifs
+        _, names = self._columns(self.fitted, motifs, motifs[:1])
+        mean, std = out_of_fold.mean(0), out_of_fold.std(0)
+        std[std == 0] = 1.0
+        design = np.column_stack([(out_of_fold - mean) / std, np.ones(len(motifs))])
+        lower = [-np.inf if name.endswith("_spread") else 0.0 for name in names] + [-np.inf]
+        weights = lsq_linear(design, scores, bounds=(lower, np.inf)).x
+        self.level1 = (mean, std, weights)
+        self.weights = dict(zip(names, weights[:-1].tolist(), strict=True))
+
+    def predict(self, motifs: Sequence[Motif]) -> np.ndarray:
+        if self.level1 is None:
+            raise RuntimeError("fit the stacked predictor before predicting")
+        columns, _ = self._columns(self.fitted, self.references, list(motifs))
+        mean, std, weights = self.level1
+        return (columns - mean) / std @ weights[:-1] + weights[-1]
+
+    def _fit_inputs(self, motifs: list[Motif], scores: np.ndarray) -> dict[str, Predictor]:
+        fitted = {}
+        for name, make in self.inputs.items():
+            fitted[name] = make()
+            fitted[name].fit(motifs, scores)
+        return fitted
+
+    @staticmethod
+    def _columns(fitted: Mapping[str, Predictor], references: list[Motif],
+                 motifs: list[Motif]) -> tuple[np.ndarray, list[str]]:
+        """Each input's scores of `motifs` standardised by its scores of its training motifs `references` (one
+        batched call per input), then its spread where it has one; and the columns' names."""
+        columns, names = [], []
+        for name, predictor in fitted.items():
+            scores = usable(predictor.predict([*references, *motifs]))
+            reference, scored = scores[:len(references)], scores[len(references):]
+            columns.append((scored - reference.mean()) / (reference.std() or 1.0))
+            names.append(name)
+            spread: Any = getattr(predictor, "spread", None)
+            if spread is not None:
+                columns.append(np.nan_to_num(spread[len(references):]))
+                names.append(f"{name}_spread")
+        return np.column_stack(columns), names
+
+
+def usable(scores: np.ndarray) -> np.ndarray:
+    """Scores a regression can read: -inf (a motif the predictor calls unusable) just below the lowest finite
+    score, and with no finite score at all (a dish that learned nothing) zeros: no information."""
+    finite = scores[np.isfinite(scores)]
+    if not len(finite):
+        return np.zeros_like(scores)
+    low = finite.min() - (np.ptp(finite) or 1.0)
+    return np.where(np.isneginf(scores), low, np.where(np.isfinite(scores), scores, finite.mean()))
