@@ -121,7 +121,7 @@ def small_budget(command: Command) -> list[str]:
     fewer Fashion-MNIST images."""
     words = command.words
     cells = any(word in ("task=rnn_cell", "gt.motif=rnn_cell", "experiment=paper_rnn_small", "motif=nb_nlp_cell",
-                         "gt.motif=nb_nlp_cell") for word in words)
+                         "gt.motif=nb_nlp_cell") for word in words) or "task=rnn_cell" in _experiments(words)
     ground_truth = ["model.max_steps=3"] if cells else ["trainer.max_epochs=2"]
     if words[:2] == ["python", "tasks/ground_truth.py"]:
         return [*ground_truth, *_fewer_images("ground_truth", words[2:])]

@@ -84,6 +84,8 @@ def test_small_budget_overrides_shrink_every_task_and_keep_the_build() -> None:
     assert budget("python tasks/compare.py experiment=nb_nlp_dev seed=3 split.n=20") == ["dish.steps=2"]
     assert budget("python tasks/compare.py experiment=predictors_nb_nlp") == ["dish.steps=2", "seed=0,1",
                                                                                  "split.n=10"]
+    # an experiment that builds a cell table: the small budget of cells
+    assert budget("python tasks/compare.py experiment=predictors_cells")[-1].endswith(',"model.max_steps=3"]')
     # one run of a sweeping experiment: nothing to cut
     assert budget("python tasks/compare.py experiment=predictors_digits hydra.mode=RUN")[:1] == ["dish.steps=2"]
     assert not check._multirun(["python", "tasks/compare.py", "experiment=predictors_digits", "hydra.mode=RUN"])
