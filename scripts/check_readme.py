@@ -121,7 +121,7 @@ def small_budget(command: Command) -> list[str]:
     fewer Fashion-MNIST images."""
     words = command.words
     cells = any(word in ("task=rnn_cell", "gt.motif=rnn_cell", "experiment=paper_rnn_small", "motif=nb_nlp_cell",
-                         "gt.motif=nb_nlp_cell") for word in words) or "task=rnn_cell" in _experiments(words)
+                         "gt.motif=nb_nlp_cell") for word in words) or _builds_cells(words)
     ground_truth = ["model.max_steps=3"] if cells else ["trainer.max_epochs=2"]
     if words[:2] == ["python", "tasks/ground_truth.py"]:
         return [*ground_truth, *_fewer_images("ground_truth", words[2:])]
@@ -139,8 +139,15 @@ def small_budget(command: Command) -> list[str]:
     return []
 
 
+def _builds_cells(words: list[str]) -> bool:
+    """Whether a comparison's ground-truth build (``gt.build``, e.g. an experiment's) trains cells."""
+    if words[:2] != ["python", "tasks/compare.py"]:
+        return False
+    return "task=rnn_cell" in (_composed("compare", words[2:]).gt.get("build") or [])
+
+
 def _smaller_sweep(words: list[str]) -> list[str]:
-    """An experiment's sweep over seeds, cut to two seeds (a report still averages), and over training sizes
+    """An experiment's sweep over seeds, cut to one seed (its report still aggregates), and over training sizes
     (``split.n``), to its first size; one over cross-validation folds (``split.fold``), to two folds of one seed.
     A seed or size the command sets itself is kept."""
     if not _multirun(words):
@@ -150,7 +157,7 @@ def _smaller_sweep(words: list[str]) -> list[str]:
         return ["seed=0", "split.fold=0,1"]
     smaller = []
     if re.search(r"^\s+seed:", swept, re.MULTILINE) and not any(word.startswith("seed=") for word in words):
-        smaller.append("seed=0,1")
+        smaller.append("seed=0")
     sizes = re.search(r"^\s+split\.n:\s*(\d+),", swept, re.MULTILINE)
     if sizes and not any(word.startswith("split.n=") for word in words):
         smaller.append(f"split.n={sizes[1]}")

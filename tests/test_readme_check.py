@@ -70,7 +70,7 @@ def test_small_budget_overrides_shrink_every_task_and_keep_the_build() -> None:
     assert budget("python tasks/ground_truth.py task=rnn_cell") == ["model.max_steps=3"]
     # the main job's build keeps the experiment's overrides and gets the small budget after them
     steps, seeds, build = budget("python tasks/compare.py experiment=paper_sigmoid")
-    assert (steps, seeds) == ("dish.steps=2", "seed=0,1")  # the experiment's sweep over 3 seeds, cut to 2
+    assert (steps, seeds) == ("dish.steps=2", "seed=0")  # the experiment's sweep over 3 seeds, cut to 1
     assert build.startswith('gt.build=["data=digits","population=slope_grid",')
     assert build.endswith(',"trainer.max_epochs=2"]')
     # a table of the store without a build: the rows of the default config at the small budget
@@ -80,9 +80,9 @@ def test_small_budget_overrides_shrink_every_task_and_keep_the_build() -> None:
     # a sweep over cross-validation folds: two folds of one seed
     assert budget("python tasks/compare.py experiment=nb_nlp_dish_cv") == ["dish.steps=2", "seed=0", "split.fold=0,1"]
     # a sweep over training sizes: its first size
-    assert budget("python tasks/compare.py experiment=nb_nlp_dev") == ["dish.steps=2", "seed=0,1", "split.n=10"]
+    assert budget("python tasks/compare.py experiment=nb_nlp_dev") == ["dish.steps=2", "seed=0", "split.n=10"]
     assert budget("python tasks/compare.py experiment=nb_nlp_dev seed=3 split.n=20") == ["dish.steps=2"]
-    assert budget("python tasks/compare.py experiment=predictors_nb_nlp") == ["dish.steps=2", "seed=0,1",
+    assert budget("python tasks/compare.py experiment=predictors_nb_nlp") == ["dish.steps=2", "seed=0",
                                                                                  "split.n=10"]
     # an experiment that builds a cell table: the small budget of cells
     assert budget("python tasks/compare.py experiment=predictors_cells")[-1].endswith(',"model.max_steps=3"]')
@@ -96,6 +96,8 @@ def test_small_budget_overrides_shrink_every_task_and_keep_the_build() -> None:
     assert budget("python tasks/search.py -m search.seed=0,1") == [
         "trainer.max_epochs=2", "search.budget=2", "dish.steps=2"]
     assert "search.seed=0" in budget("python tasks/search.py -m experiment=search_table")
+    # an experiment file that mentions cells in a comment is no cell experiment
+    assert "trainer.max_epochs=2" in budget("python tasks/search.py -m experiment=search_table motif=activation")
 
 
 def test_expected_outputs_follow_where_the_readme_says_runs_and_sweeps_write() -> None:
