@@ -136,28 +136,30 @@ def correlation_score(rows: Tensor) -> Tensor:
     return torch.where(finite, -(shifted.log() + 1 / shifted).sum(1), torch.nan)
 
 
-class GradNorm(ZeroCostProxy):
+class LossGradientProxy(ZeroCostProxy):
+    """A score summed over parameter tensors from each tensor and the minibatch loss's gradient (`per_tensor`)."""
+
+    needs = ("proxy_batch", "proxy_losses")
+    per_tensor: ClassVar[PerTensor]
+
+    def scores(self, host: Any, batch: Any) -> Tensor:
+        losses = host.proxy_losses(batch)
+        losses.sum().backward()
+        return parameter_sum(host, len(losses), self.per_tensor)
+
+
+class GradNorm(LossGradientProxy):
     """Sum over parameter tensors of the L2 norm of the minibatch loss's gradient."""
 
     name = "grad_norm"
-    needs = ("proxy_batch", "proxy_losses")
-
-    def scores(self, host: Any, batch: Any) -> Tensor:
-        losses = host.proxy_losses(batch)
-        losses.sum().backward()
-        return parameter_sum(host, len(losses), lambda parameter, grad: grad.norm(dim=1))
+    per_tensor = staticmethod(lambda parameter, grad: grad.norm(dim=1))
 
 
-class Snip(ZeroCostProxy):
+class Snip(LossGradientProxy):
     """Sum of ``|θ · ∂L/∂θ|`` of the minibatch loss L (connection sensitivity)."""
 
     name = "snip"
-    needs = ("proxy_batch", "proxy_losses")
-
-    def scores(self, host: Any, batch: Any) -> Tensor:
-        losses = host.proxy_losses(batch)
-        losses.sum().backward()
-        return parameter_sum(host, len(losses), saliency)
+    per_tensor = staticmethod(saliency)
 
 
 class Synflow(ZeroCostProxy):
