@@ -53,6 +53,12 @@ BAD_INPUTS = {
                                            "error: early_stop.fraction: re-training at a fraction of the budget "
                                            "needs a table this project trained (gt.build)",
                                            ["gt.build=<the ground-truth overrides that train the table>"]),
+    "sigmoid-readout-with-logits": ("compare", ["gt.path={table}", "dish.readout=sigmoid", "dish.loss=bce"],
+                                    "error: dish.readout: got 'sigmoid' with dish.loss=bce, which reads the outputs "
+                                    "as logits (accepted: linear (with dish.loss=bce), sigmoid (with dish.loss=mse))",
+                                    []),
+    "bad-readout": ("compare", ["gt.path={table}", "dish.readout=tanh"],
+                    "error: dish.readout: got 'tanh' (accepted: linear, sigmoid)", []),
     "stacked-encoding": ("compare", ["gt.path={table}", "predictors=[dish_stacked]",
                                      "dish_stacked.encodings=[dish]"],
                          "error: dish_stacked.encodings: got 'dish' (accepted: ", ["gp", "quadratic", "gbt"]),

@@ -89,6 +89,36 @@ def test_divergence_is_detected_and_reported():
     assert dish.diverged_steps == 1
 
 
+def test_a_sigmoid_readout_and_a_clipped_inner_step_keep_that_inner_loop_bounded():
+    """The blow-up above, made safe: every loss in [0, 1] (MSE of (0, 1) outputs on 0/1 targets) and none
+    diverged; at the default rate the motifs are still told apart."""
+    motifs = [SigmoidSlope(s) for s in (0.1, 1.0, 100.0)]
+    dish = PetriDish(SigmoidSlope, motifs, inner_lr=1e4, readout="sigmoid", inner_clip=1.0, seed=0)
+    scored = dish.score(motifs)
+    assert not scored.diverged.any()
+    assert ((scored.losses >= 0) & (scored.losses <= 1)).all()
+    assert len(set(np.round(PetriDish(SigmoidSlope, motifs, readout="sigmoid", seed=0).score(motifs).losses, 6))) == 3
+    outputs = dish.motif_network(dish.initial_params(1), dish.x_val[:1], dish.population(motifs[:1]))
+    assert ((outputs > 0) & (outputs < 1)).all()
+
+
+def test_an_outer_step_with_a_non_finite_gradient_is_skipped_and_counted():
+    motifs = [SigmoidSlope(s) for s in (0.5, 1.0, 2.0)]
+    dish = PetriDish(SigmoidSlope, motifs, seed=0)
+    optimizer = torch.optim.Adam([dish.x_train, dish.x_val], lr=0.1)
+    before = dish.x_train.detach().clone()
+    dish.training_step(torch.tensor([0.0, 1.0, 2.0]), 0).backward()
+    dish.x_train.grad[0, 0, 0] = float("nan")
+    dish.on_before_optimizer_step(optimizer)
+    optimizer.step()
+    assert dish.x_train.grad is None and dish.diverged_steps == 1
+    torch.testing.assert_close(dish.x_train.detach(), before, rtol=0, atol=0)  # no NaN reached the data
+    dish.training_step(torch.tensor([0.0, 1.0, 2.0]), 0).backward()
+    dish.on_before_optimizer_step(optimizer)  # a finite gradient: kept, and the step moves the data
+    optimizer.step()
+    assert dish.diverged_steps == 1 and not torch.equal(dish.x_train.detach(), before)
+
+
 def test_a_once_per_epoch_loader_serves_its_item_once_per_epoch():
     table = OncePerEpoch(torch.tensor([0.5, 0.25]))
     (scores,) = list(table)
@@ -162,7 +192,8 @@ def test_chance_penalty_adds_the_mean_excess_over_chance():
                                                           ("input_scale", 0.0, "a number > 0"),
                                                           ("chance_penalty", -1.0, "a number >= 0"),
                                                           ("weight_gain", 0.0, "a number > 0"),
-                                                          ("ensemble_score", "mode", "mean, median")])
+                                                          ("ensemble_score", "mode", "mean, median"),
+                                                          ("readout", "tanh", "linear, sigmoid")])
 def test_bad_ensemble_options_are_refused_naming_the_field(option: str, value: float | str, accepted: str):
     with pytest.raises(ConfigError, match=rf"dish\.{option}: .*\(accepted: {accepted}\)"):
         PetriDish(SigmoidSlope, [SigmoidSlope(1.0), SigmoidSlope(2.0)], **{option: value})

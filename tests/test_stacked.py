@@ -40,6 +40,27 @@ def test_stacking_beats_each_input_that_carries_half_of_the_signal() -> None:
         kendall[name] = ranking_metrics(predictor.predict(heldout.motifs), heldout.scores)["kendall"]
     assert kendall["stacked"] > max(kendall["encoding"], kendall["column"]) + 0.1
     assert stacked.weights["encoding"] > 0 and stacked.weights["column"] > 0  # it leans on both
+    assert stacked.choice == "stack" and stacked.cv_kendall["stack"] >= max(stacked.cv_kendall["encoding"],
+                                                                          stacked.cv_kendall["column"])
+
+
+def test_stacking_gives_way_to_an_input_that_alone_ranks_the_training_motifs_best() -> None:
+    """A column that is a monotone but far from linear function of the score ranks perfectly; least squares
+    over it and a noisy linear column does not, so the training motifs pick the column alone."""
+    rng = np.random.default_rng(3)
+    scores = rng.uniform(0.0, 4.0, 40)
+    motifs = [SigmoidSlope(float(slope)) for slope in np.exp(rng.uniform(-3, 3, 40))]
+    table = GroundTruthTable(motifs, scores, {"zc_exact": np.exp(3 * scores),
+                                              "zc_noisy": scores + rng.normal(0.0, 1.0, 40)})
+    inputs = {name: (lambda name=name: TableColumnPredictor(name, table, f"zc_{name}", name))
+              for name in ("exact", "noisy")}
+    train, heldout = table.subset(range(20)), table.subset(range(20, 40))
+    stacked = StackedPredictor(inputs, folds=4, seed=0)
+    stacked.fit(train.motifs, train.scores)
+    assert stacked.cv_kendall["exact"] == pytest.approx(1.0)
+    assert stacked.cv_kendall["stack"] < 1.0
+    assert stacked.choice == "exact"
+    assert ranking_metrics(stacked.predict(heldout.motifs), heldout.scores)["kendall"] == pytest.approx(1.0)
 
 
 def test_stacking_sees_only_the_training_motifs_out_of_fold() -> None:

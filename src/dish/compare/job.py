@@ -66,6 +66,7 @@ def evaluate_predictor(predictor: Predictor, table: GroundTruthTable, train: Gro
         entry = {**dict.fromkeys(REPORTED), "best_motif": None}
     entry["fit_seconds"] = fit_seconds
     entry["predict_seconds_per_motif"] = predict_seconds / len(table)
+    entry.update(getattr(predictor, "details", {}))  # e.g. what the stacked dish chose
     entry["cost"] = predictor_cost(predictor, fit_seconds, predict_seconds / len(table), len(train), len(heldout),
                                    gt_seconds)
     if isinstance(predictor, DishPredictor) and predictor.dish is not None and predictor.last is not None:

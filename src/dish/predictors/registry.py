@@ -54,9 +54,12 @@ def _surrogate(name: str) -> Callable[[DictConfig, PredictorContext], Predictor]
 
 
 def _stacked(cfg: DictConfig, context: PredictorContext) -> Predictor:
-    """The dish stacked with encoding models (``dish_stacked.encodings``) and optionally a zero-cost proxy."""
+    """The dish stacked with encoding models (``dish_stacked.encodings``; null: every one that applies to the
+    kind) and optionally a zero-cost proxy."""
     options = _options(cfg, "dish_stacked")
-    encodings = list(options.get("encodings", ["random_forest"]))
+    encodings = options.get("encodings")
+    if encodings is None:
+        encodings = [name for name in SURROGATES if applies(name, context.motif_type)]
     for name in encodings:
         if name not in SURROGATES or not applies(name, context.motif_type):
             raise ConfigError("dish_stacked.encodings", f"got {name!r}",

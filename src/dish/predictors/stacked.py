@@ -1,6 +1,7 @@
 """Cross-validated stacking (Wolpert 1992; Breiman 1996): a linear model over what several predictors say of a
 motif, fitted on their out-of-fold predictions for the training motifs only, with non-negative weights on the
-predictions as Breiman's stacked regressions have them."""
+predictions as Breiman's stacked regressions have them; or, where the training motifs say one input alone ranks
+them better, that input (the discrete and continuous super learner of van der Laan, Polley and Hubbard 2007)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 
 import numpy as np
 from scipy.optimize import lsq_linear
+from scipy.stats import kendalltau
 
 from dish.core.errors import ConfigError
 from dish.motifs.kind import Motif
@@ -26,6 +28,12 @@ class StackedPredictor:
     0 (Breiman 1996: without that constraint stacking overfits; an input that does not predict the training motifs
     out of fold gets weight 0), a spread's weight of either sign. The inputs refitted on every training motif feed
     it at prediction time. Costs `folds` + 1 fits of each input.
+
+    The stack competes with each input alone, judged on the training motifs only: each ranks every part as
+    fitted without it (the stack's level 1 refitted on the other parts' rows), and its Kendall tau within the
+    parts, weighted by their pairs, is its score. The best ranks the new motifs (`choice`; a tie goes to the
+    higher Kendall over all the parts' predictions pooled, then to the stack), so that a stack whose level-1
+    weights are too noisy to fit on a few motifs gives way to the input the training motifs favour.
     """
 
     uses_training_scores = True
@@ -41,6 +49,10 @@ class StackedPredictor:
         """The columns' means and standard deviations, and the weights (the intercept last)."""
         self.weights: dict[str, float] = {}
         """The level-1 weight of each column (on standardised columns), for the record."""
+        self.choice = "stack"
+        """What ranks new motifs: ``stack``, or the name of the input that ranked the training motifs best."""
+        self.cv_kendall: dict[str, float] = {}
+        """Each candidate's Kendall tau on the training motifs, within the parts, as fitted without them."""
 
     def fit(self, motifs: Sequence[Motif], scores: np.ndarray) -> None:
         motifs, scores = list(motifs), np.asarray(scores, dtype=np.float64)
@@ -62,15 +74,33 @@ class StackedPredictor:
         mean, std = out_of_fold.mean(0), out_of_fold.std(0)
         std[std == 0] = 1.0
         design = np.column_stack([(out_of_fold - mean) / std, np.ones(len(motifs))])
-        lower = [-np.inf if name.endswith("_spread") else 0.0 for name in names] + [-np.inf]
+        lower = np.array([-np.inf if name.endswith("_spread") else 0.0 for name in names] + [-np.inf])
         weights = lsq_linear(design, scores, bounds=(lower, np.inf)).x
         self.level1 = (mean, std, weights)
         self.weights = dict(zip(names, weights[:-1].tolist(), strict=True))
+        stacked = np.zeros(len(motifs))
+        for part in parts:  # level 1 refitted without each part, as the inputs were
+            rest = np.setdiff1d(np.arange(len(motifs)), part)
+            stacked[part] = design[part] @ lsq_linear(design[rest], scores[rest], bounds=(lower, np.inf)).x
+        candidates = {"stack": stacked, **{name: out_of_fold[:, column] for column, name in enumerate(names)
+                                           if not name.endswith("_spread")}}
+        self.cv_kendall = {name: within_parts_kendall(predicted, scores, parts)
+                           for name, predicted in candidates.items()}
+        pooled = {name: within_parts_kendall(predicted, scores, [np.arange(len(motifs))])
+                  for name, predicted in candidates.items()}  # finer grained: breaks ties of a few small parts
+        self.choice = max(self.cv_kendall, key=lambda name: (self.cv_kendall[name], pooled[name], name == "stack"))
+
+    @property
+    def details(self) -> dict[str, Any]:
+        """What the fit chose, for a comparison's record: `choice`, `cv_kendall` and the level-1 `weights`."""
+        return {"choice": self.choice, "cv_kendall": self.cv_kendall, "weights": self.weights}
 
     def predict(self, motifs: Sequence[Motif]) -> np.ndarray:
         if self.level1 is None:
             raise RuntimeError("fit the stacked predictor before predicting")
-        columns, _ = self._columns(self.fitted, self.references, list(motifs))
+        columns, names = self._columns(self.fitted, self.references, list(motifs))
+        if self.choice != "stack":
+            return columns[:, names.index(self.choice)]
         mean, std, weights = self.level1
         return (columns - mean) / std @ weights[:-1] + weights[-1]
 
@@ -97,6 +127,14 @@ class StackedPredictor:
                 columns.append(np.nan_to_num(spread[len(references):]))
                 names.append(f"{name}_spread")
         return np.column_stack(columns), names
+
+
+def within_parts_kendall(predicted: np.ndarray, scores: np.ndarray, parts: Sequence[np.ndarray]) -> float:
+    """The mean over `parts` of Kendall's tau-b of `predicted` against `scores` within the part, weighted by its
+    pairs (a part where it is undefined, e.g. tied predictions, counts as 0)."""
+    taus = [kendalltau(predicted[part], scores[part]).statistic for part in parts]
+    pairs = np.array([len(part) * (len(part) - 1) / 2 for part in parts])
+    return float(np.nan_to_num(np.array(taus, dtype=float)) @ pairs / pairs.sum())
 
 
 def usable(scores: np.ndarray) -> np.ndarray:

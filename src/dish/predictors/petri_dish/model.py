@@ -66,7 +66,9 @@ class PetriDish(pl.LightningModule):
     the motif-network's initial weight matrices (not its biases). `chance_penalty` adds
     that weight times the mean excess of training-motif dish losses over the chance level: a motif-network that
     ends worse than always answering 0.5 has not learned, so the dish is kept from ranking by it. `inner_clip`
-    scales each member's inner gradient to that norm at most (cells that blow up in one step otherwise).
+    scales each member's inner gradient to that norm at most (cells that blow up in one step otherwise), and
+    ``readout: sigmoid`` squashes the motif-network's outputs into (0, 1), so that an MSE on the 0/1 targets is
+    at most 1: with both, no inner step is larger than the rate and no loss can reach the divergence threshold.
     """
 
     def __init__(self, motif_type: type[Motif], train_motifs: Sequence[Motif], sizes: Sequence[int] = (2, 1, 1, 1),
@@ -76,7 +78,7 @@ class PetriDish(pl.LightningModule):
                  loss: str = "mse", init_scale: float | None = None, sequence_length: int = 5,
                  ensemble: int = 1, ensemble_score: str = "mean", input_scale: float = 1.0,
                  chance_penalty: float = 0.0, weight_gain: float = 1.0, inner_clip: float | None = None,
-                 seed: int = 0) -> None:
+                 readout: str = "linear", seed: int = 0) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["motif_type", "train_motifs"])
         check_dish_options(self.hparams)
@@ -96,6 +98,7 @@ class PetriDish(pl.LightningModule):
         self.chance_loss = 0.25 if loss == "mse" else math.log(2)
         self.max_dish_loss = 0.0
         self.diverged_steps = 0
+        self.counted_step = -1
         self.kept_populations: dict[tuple[int, ...], nn.Module] = {}
 
     def synthetic_data(self) -> dict[str, Tensor]:
@@ -129,8 +132,10 @@ class PetriDish(pl.LightningModule):
         return [self.per_member(getattr(self, name), motifs) for name in self.names]
 
     def motif_network(self, params: Params, x: Tensor, motifs: nn.Module) -> Tensor:
-        """Outputs (members, samples, out) of every member's motif-network (the kind's `dish_network`)."""
-        return self.network.forward(params, x, motifs, self.hparams.output_activation)
+        """Outputs (members, samples, out) of every member's motif-network (the kind's `dish_network`), through a
+        sigmoid with ``readout: sigmoid``."""
+        outputs = self.network.forward(params, x, motifs, self.hparams.output_activation)
+        return torch.sigmoid(outputs) if self.hparams.readout == "sigmoid" else outputs
 
     def member_loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
         """Each member's mean loss: MSE, or binary cross-entropy with the outputs taken as logits."""
@@ -165,8 +170,7 @@ class PetriDish(pl.LightningModule):
         self._note_losses(losses)
         diverged = self.diverged(losses).any(0)
         if diverged.any():
-            self.diverged_steps += 1
-            self.log("train/diverged_steps", float(self.diverged_steps))
+            self._count_diverged_step()
             kept = (~diverged).nonzero().flatten().tolist()
             if len(kept) < MIN_KEPT:
                 return None
@@ -179,6 +183,24 @@ class PetriDish(pl.LightningModule):
             outer = outer + self.hparams.chance_penalty * torch.relu(losses - self.chance_loss).mean()
         self.log("train/outer_loss", outer, prog_bar=True)
         return outer
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Skip an outer step whose gradient is not finite, as mixed-precision training does: a motif that
+        overflows inside (an exp of an exp) can leave its squashed loss finite and its backward NaN, and one NaN
+        step would turn the synthetic data, and every later step, into NaN."""
+        learned = [p for p in self.parameters() if p.grad is not None]
+        if all(bool(torch.isfinite(p.grad).all()) for p in learned):
+            return
+        for p in learned:
+            p.grad = None  # the optimizer leaves a parameter without a gradient as it is
+        self._count_diverged_step()
+
+    def _count_diverged_step(self) -> None:
+        """Count this outer step once among those where something blew up."""
+        if self.counted_step != self.current_epoch:
+            self.counted_step = self.current_epoch
+            self.diverged_steps += 1
+            self.log("train/diverged_steps", float(self.diverged_steps))
 
     def kept_population(self, kept: tuple[int, ...]) -> nn.Module:
         """The population module of the training motifs at positions `kept` (built once per subset)."""

@@ -11,7 +11,7 @@ MODEL_DEFAULTS: dict[str, Any] = {
     "sizes": (2, 1, 1, 1), "output_activation": False, "num_samples": 20, "inner_steps": 30, "inner_lr": 0.5,
     "outer_lr": 0.1, "lr_decay": 1.0, "learn_targets": False, "divergence_factor": 10.0, "inner_optimizer": "sgd",
     "loss": "mse", "init_scale": None, "sequence_length": 5, "ensemble": 1, "ensemble_score": "mean",
-    "input_scale": 1.0, "chance_penalty": 0.0, "weight_gain": 1.0, "inner_clip": None,
+    "input_scale": 1.0, "chance_penalty": 0.0, "weight_gain": 1.0, "inner_clip": None, "readout": "linear",
 }
 """`PetriDish`'s options and their defaults (a test keeps them equal to its signature)."""
 FIT_DEFAULTS: dict[str, Any] = {"steps": 200, "gradient_clip_val": 1.0, "resume": True, "warm_start": False}
@@ -25,7 +25,8 @@ DISH_RULES: dict[str, Rule] = {
     "chance_penalty": NON_NEGATIVE, "init_scale": POSITIVE.or_null(), "inner_clip": POSITIVE.or_null(),
     "gradient_clip_val": NON_NEGATIVE.or_null(),
     "output_activation": BOOLEAN, "learn_targets": BOOLEAN, "resume": BOOLEAN, "warm_start": BOOLEAN,
-    "inner_optimizer": one_of("sgd", "adam"), "loss": one_of("mse", "bce"), "ensemble_score": one_of("mean", "median"),
+    "inner_optimizer": one_of("sgd", "adam"), "loss": one_of("mse", "bce"), "readout": one_of("linear", "sigmoid"),
+    "ensemble_score": one_of("mean", "median"),
 }
 """What each option of `PetriDish` and `DishPredictor` accepts."""
 
@@ -35,6 +36,9 @@ def check_dish_options(options: Mapping[str, Any]) -> None:
     for name, value in options.items():
         if name in DISH_RULES:
             DISH_RULES[name].check(f"dish.{name}", value)
+    if options.get("readout") == "sigmoid" and options.get("loss") == "bce":
+        raise ConfigError("dish.readout", "got 'sigmoid' with dish.loss=bce, which reads the outputs as logits",
+                          accepted=["linear (with dish.loss=bce)", "sigmoid (with dish.loss=mse)"])
     sizes = options.get("sizes", [1, 1])
     if not (isinstance(sizes, Sequence) and len(sizes) >= 2 and all(POSITIVE_INT.test(size) for size in sizes)):
         raise ConfigError("dish.sizes", f"got {sizes!r}", accepted=["a list of at least two integers >= 1"])
