@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A non-editable install of this checkout's HEAD in a fresh virtual environment, used from an empty directory: the
-# interface contract's ground-truth multirun (joblib) and live searches (in-process, and launching one job per
-# motif), checked by the rows they write. Exits non-zero on the first command that fails or writes too little.
+# interface contract's ground-truth multirun (joblib), live searches (in-process, and launching one job per motif)
+# and the dish sweeper plugin, checked by the rows they write. Exits non-zero on the first command that fails or
+# writes too little.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d /tmp/dish-install.XXXXXX)
@@ -34,3 +35,7 @@ expect "finite scores in its search.json" 3 "$(python -c '
 import glob, json
 (path,) = sorted(glob.glob("outputs/search/runs/*/search.json"))[-1:]
 print(sum(e["score"] is not None for e in json.load(open(path))["evaluations"]))')"
+
+dish-ground-truth -m hydra/sweeper=dish hydra.sweeper.strategy=random \
+    'hydra.sweeper.search=["search.budget=2","search.start.random=1"]' store.path=F4 trainer.max_epochs=2 logger=none
+expect "rows of the dish sweeper over the ground-truth task (plugin found in the installed package)" 3 "$(rows F4)"

@@ -4,8 +4,9 @@ overrides appended (epochs, budgets, sizes), and check that each exits 0 and wri
 Commands that need a GPU, the network or a cluster, and the set-up steps that CI has just run, are listed and
 skipped by name with the reason. Commands run in README order in one copy, so a command finds what the ones
 above it made (the store of the main job, a multirun to report on), as for a reader going down the page. The
-sections from a heading of `LANES` on read nothing that earlier sections make, so they run in a copy of their own
-beside the first (one lane per core, as CI has two); `--serial` runs every command in one copy.
+sections from each heading of `LANES` on read nothing that earlier sections make, so they run in a copy of their own
+beside the others (three lanes on CI's two cores: much of each command is Python start-up); `--serial` runs every
+command in one copy.
 
     python scripts/check_readme.py             # every command
     python scripts/check_readme.py --list      # what would run (with the appended overrides) or be skipped
@@ -35,7 +36,8 @@ REPO = Path(__file__).resolve().parents[1]
 SHELL_FENCE = re.compile(r"^\s*```(?:bash|sh|shell)\s*$")
 INLINE = re.compile(r"`((?:python|bash|pytest|ruff|wandb) [^`]+)`")
 
-LANES = ("## Activation functions built from operations",)
+LANES = ("## Activation functions built from operations",
+         "## The estimators practitioners use instead, and what each costs")
 """Headings from which the commands run in a fresh copy of their own, beside the commands above them."""
 SKIPPED = (  # (pattern in a command, why it is not run here)
     (r"^pip install", "installs dish: .ci/run has just done it on this checkout"),
@@ -124,7 +126,12 @@ def small_budget(command: Command) -> list[str]:
                          "gt.motif=nb_nlp_cell") for word in words) or _builds_cells(words)
     ground_truth = ["model.max_steps=3"] if cells else ["trainer.max_epochs=2"]
     if words[:2] == ["python", "tasks/ground_truth.py"]:
-        return [*ground_truth, *_fewer_images("ground_truth", words[2:])]
+        sweeper = []
+        if "hydra/sweeper=dish" in words:  # replaces the command's own list of search overrides
+            sweeper = ['hydra.sweeper.search=["search.budget=2","dish.steps=2","search.start.random=2"]']
+        if "experiment=optuna_slope" in words:
+            sweeper = ["hydra.sweeper.n_trials=3"]
+        return [*ground_truth, *_fewer_images("ground_truth", words[2:]), *sweeper]
     if words[:2] == ["python", "tasks/compare.py"]:
         return ["dish.steps=2", *_smaller_sweep(words), *_small_ground_truth(words[2:], ground_truth)]
     if words[:2] == ["python", "tasks/search.py"]:

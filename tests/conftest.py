@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import csv
 import gzip
+import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -50,6 +53,19 @@ def start_task_process(overrides: list[str], home: Path, task: str = "ground_tru
     """Start the task like `run_task_process` without waiting (for cheap runs that may overlap)."""
     return subprocess.Popen([sys.executable, str(TASKS / f"{task}.py"), *overrides], cwd=REPO, env=task_env(home),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def kill_after_round_one(process: subprocess.Popen[str], ledgers: Path, seconds: float = 240) -> str:
+    """SIGKILL a search's `process` once round 1 is in its ledger (a JSON file under `ledgers`); return its
+    output. The caller checks that it was killed (returncode ``-SIGKILL``), not finished first."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and process.poll() is None:
+        files = list(ledgers.glob("*.json"))
+        if files and any(e["round"] == 1 for e in json.loads(files[0].read_text() or "{}").get("evaluations", [])):
+            process.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.1)
+    return "".join(process.communicate())
 
 
 def read_csv_rows(path: Path) -> list[dict[str, str]]:

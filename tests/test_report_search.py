@@ -51,7 +51,8 @@ def test_search_report_takes_the_median_best_over_runs_that_found_one(tmp_path):
 
 
 def test_a_search_that_found_nothing_writes_nulls(tmp_path):
-    cfg = OmegaConf.create({"search": {"predictor": "random", "seed": 4, "budget": 2},
+    cfg = OmegaConf.create({"search": {"predictor": "random", "seed": 4, "budget": 2, "acquisition": "greedy",
+                                       "cascade": {"screen": None}},
                             "ground_truth": {"oracle": "live", "table": None, "score": "val_loss"},
                             "store": {"path": str(tmp_path / "sigmoid_slope_digits.csv")}})
     ledger = Ledger(tmp_path / "ledger.json")

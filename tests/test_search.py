@@ -8,19 +8,20 @@ import math
 import random
 import re
 import signal
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import start_task_process
+from conftest import kill_after_round_one, start_task_process
 from wandb_records import summarize
 
 from dish.motifs.rnn_cell import RecurrentCell
 from dish.motifs.sigmoid_slope import SigmoidSlope
+from dish.search.acquisition import Greedy
 from dish.search.loop import Evaluation, Ledger, best_curve, choose, reached
 from dish.search.oracles import override_value
+from dish.search.strategies import PredictorSearch, RandomSearch
 
 SLOPES = np.logspace(-1, 2, 30)
 OPTIMUM = SLOPES[np.argmin(np.abs(np.log10(SLOPES) - math.log10(3.0)))]
@@ -100,7 +101,7 @@ def test_bad_predictor_is_a_one_line_error(tmp_path, run_search, parabola_table)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1] == (
         "error: search.predictor: unknown predictor 'greedy' (accepted: dish, nn_surrogate, gp, quadratic, "
-        "random_forest, gbt, dish_stacked, random)")
+        "random_forest, gbt, dish_stacked, tpe, random)")
 
 
 # --- live ground truth ---------------------------------------------------------------------------------------
@@ -117,15 +118,7 @@ def test_interrupted_search_continues_and_repeats_no_ground_truth_job(tmp_path, 
 
     root = tmp_path / "interrupted"
     first = start_task_process([*LIVE, f"store.dir={root}", f"hydra.run.dir={root / 'first'}"], task_home, "search")
-    ledger = root / "searches"
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and first.poll() is None:  # kill once round 1 is stored
-        files = list(ledger.glob("*.json"))
-        if files and any(e["round"] == 1 for e in json.loads(files[0].read_text() or "{}").get("evaluations", [])):
-            first.send_signal(signal.SIGKILL)
-            break
-        time.sleep(0.1)
-    first_log = "".join(first.communicate())
+    first_log = kill_after_round_one(first, root / "searches")
     assert first.returncode == -signal.SIGKILL, "the search ended before it could be interrupted"
     done = run_search(*LIVE, f"store.dir={root}", f"hydra.run.dir={root / 'second'}")
     assert done.returncode == 0, done.stderr[-3000:]
@@ -186,12 +179,13 @@ def test_choose_takes_the_predicted_best_and_explores_among_the_rest(tmp_path):
     ledger.evaluations = [evaluation(1, -1.0, 0), evaluation(2, math.nan, 0)]
     pool = [SigmoidSlope(s) for s in (0.1, 5, 9, 11, 100)]
     ranker = Ranker()
-    picks = choose(ranker, ledger, pool, top_k=2, explore=1, left=10, rng=random.Random(0))
+    greedy = PredictorSearch(ranker, Greedy(), min_distance=0.0, seed=0)
+    picks = choose(greedy, ledger, pool, top_k=2, explore=1, left=10, rng=random.Random(0))
     assert ranker.fitted == [1.0]  # failed evaluations are not learned from
     assert [(m.slope, why) for m, why in picks[:2]] == [(11.0, "predicted"), (9.0, "predicted")]
     assert picks[2][1] == "explore" and picks[2][0].slope in (0.1, 5.0, 100.0)
-    assert len(choose(ranker, ledger, pool, top_k=2, explore=1, left=1, rng=random.Random(0))) == 1
-    assert {why for _, why in choose(None, ledger, pool, 2, 1, 10, random.Random(0))} == {"random"}
+    assert len(choose(greedy, ledger, pool, top_k=2, explore=1, left=1, rng=random.Random(0))) == 1
+    assert {why for _, why in choose(RandomSearch(), ledger, pool, 2, 1, 10, random.Random(0))} == {"random"}
 
 
 def test_cell_candidates_are_new_random_cells_and_mutations_of_the_best(tmp_path):

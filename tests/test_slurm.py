@@ -7,6 +7,7 @@ under CI, where they must run.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -124,18 +125,19 @@ def test_requeued_job_resumes_from_its_last_checkpoint(slurm_env, tmp_path, task
         assert rows[0][column] == read_store(reference)[0][column], column
 
 
-def test_search_sends_every_ground_truth_evaluation_as_a_slurm_job(slurm_env, tmp_path, task_home):
-    launcher = "['hydra.launcher.timeout_min=10','hydra.launcher.cpus_per_task=1','hydra.launcher.mem_gb=1']"
-    search = subprocess.run(
-        [sys.executable, str(TASKS / "search.py"), "data=digits", "logger=none", "threads=1", "trainer.max_epochs=3",
-         "search.predictor=random", "search.start.store=false", "search.start.random=2", "search.budget=2",
-         "search.candidates.slopes=12", "ground_truth.launcher=submitit_slurm",
-         f"ground_truth.launcher_overrides={launcher}", f"store.dir={tmp_path}", f"hydra.run.dir={tmp_path / 'run'}"],
-        cwd=REPO, env={**task_env(task_home), "SLURM_CONF": slurm_env["SLURM_CONF"]}, capture_output=True, text=True,
-        timeout=600, check=False)
-    assert search.returncode == 0, (search.stdout + search.stderr)[-3000:]
+def test_the_dish_sweeper_sends_every_ground_truth_evaluation_as_a_slurm_job(slurm_env, tmp_path, task_home):
+    search = '["search.budget=4","search.start.random=2","search.candidates.slopes=12"]'
+    sweep = _sweep(slurm_env, task_home, ["hydra/sweeper=dish", "hydra.sweeper.strategy=random",
+                                          f"hydra.sweeper.search={search}", "trainer.max_epochs=3",
+                                          f"store.dir={tmp_path}", f"hydra.sweep.dir={tmp_path / 'sweep'}"])
+    output, _ = sweep.communicate(timeout=600)
+    assert sweep.returncode == 0, output[-3000:]
+    result = json.loads((tmp_path / "sweep" / "search.json").read_text())
+    assert [e["round"] for e in result["evaluations"]] == [0, 0, 1, 1, 2, 2]  # 2 starting motifs, 2 rounds of 2
     rows = read_csv_rows(tmp_path / "sigmoid_slope_digits.csv")
     jobs = {row["slurm_job"] for row in rows}
-    assert len(rows) == 4 and len(jobs) == 4 and "" not in jobs  # 2 starting motifs, 2 picks: 4 SLURM jobs
+    assert len(rows) == 6 and len(jobs) == 6 and "" not in jobs  # every evaluation its own SLURM job
+    assert {e["motif"]["slope"]: e["score"] for e in result["evaluations"]} == {
+        float(row["slope"]): -float(row["val_loss"]) for row in rows}
     for job in jobs:
         assert _sacct_states(slurm_env, job) == {"COMPLETED"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import math
 import shutil
 import time
 import warnings
@@ -32,6 +33,20 @@ from dish.store.csv_store import GroundTruthStore
 log = logging.getLogger(__name__)
 
 RESULT_COLUMNS = ("status", "val_loss", "val_acc", "val_ppl", "best_val_loss", "best_epoch")
+
+
+def job_objective(cfg: DictConfig) -> float | None:
+    """A job of one motif: its stored `objective` column (NaN where its training failed), whether trained now or
+    found stored; what the job returns to a sweeper (Hydra's ``JobReturn.return_value``). None for several."""
+    motifs = motifs_from_config(cfg)
+    if len(motifs) != 1:
+        return None
+    store = GroundTruthStore(cfg.store.path, type(motifs[0]))
+    spec = ground_truth_hash(cfg)
+    row = next((row for row in store.read()
+                if row.get("config_hash") == spec and store.motif_key(row) == motifs[0].key), None)
+    ok = row is not None and row.get("status") in (None, "", "ok") and row.get(cfg.objective)
+    return float(row[cfg.objective]) if ok else math.nan
 
 
 def run_ground_truth(cfg: DictConfig) -> list[dict[str, Any]]:

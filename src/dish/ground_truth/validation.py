@@ -24,7 +24,11 @@ def validate_ground_truth(cfg: DictConfig) -> None:
     BOOLEAN.check("force", cfg.force)
     POSITIVE_INT.or_null().check("checkpoint.every_n_epochs", cfg.checkpoint.every_n_epochs)
     POSITIVE.or_null().check("checkpoint.every_minutes", cfg.checkpoint.every_minutes)
-    motifs_from_config(cfg)
+    motifs = motifs_from_config(cfg)
+    scores = type(motifs[0]).ground_truth.scores
+    if cfg.objective not in scores:
+        raise ConfigError("objective", f"the {type(motifs[0]).kind} ground truth writes no {cfg.objective!r} column",
+                          accepted=scores)
     if cfg.get("optimizer"):  # optimizer=none: the model's own update rule
         _check_optimizer(cfg.optimizer)
 

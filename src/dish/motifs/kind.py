@@ -128,6 +128,11 @@ class Motif(ABC):
     def features(self) -> list[float]:
         """Numeric encoding for black-box surrogates."""
 
+    def search_params(self) -> dict[str, float | str]:
+        """The motif as the parameters of a black-box optimiser (Optuna): a float field as a number, any other
+        field as a category."""
+        return {name: value if isinstance(value, float) else str(value) for name, value in self.encode().items()}
+
     # --- populations -------------------------------------------------------------------------------------
 
     @classmethod

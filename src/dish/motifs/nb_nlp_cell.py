@@ -70,6 +70,10 @@ class NbNlpCell(Motif):
         raise ConfigError(cls.kind, f"{key!r}: a digest cannot be turned back into a recipe",
                           accepted=["the recipe as JSON", *recipes.NAMED, "{recipe: ...}"])
 
+    def search_params(self) -> dict[str, float | str]:
+        """One category per entry of `features` (an op count, a slot's op or output, an edge of the DAG)."""
+        return {f"feature{i}": f"{value:g}" for i, value in enumerate(self.features())}
+
     def features(self) -> list[float]:
         """Op counts, tuple size and node count, then per-slot op and output one-hots and the upper-triangle
         adjacency of the DAG (see `nb_nlp_recipes.features`)."""

@@ -66,6 +66,10 @@ class RecurrentCell(Motif):
         inputs = [float(source == j) for _, source in self.nodes for j in range(n)]
         return ops + inputs
 
+    def search_params(self) -> dict[str, float | str]:
+        """One category per node: its op and input node (``tanh0``)."""
+        return {f"node{i}": f"{op}{source}" for i, (op, source) in enumerate(self.nodes, start=1)}
+
     @classmethod
     def population(cls, motifs: Sequence[Motif]) -> CellPopulation:
         return CellPopulation([m.nodes for m in motifs])  # type: ignore[attr-defined]

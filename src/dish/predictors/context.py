@@ -31,6 +31,30 @@ class Predictor(Protocol):
 
 
 @dataclass(frozen=True)
+class Posterior:
+    """What a predictor with uncertainty says of some motifs (higher = better): its `mean` score, its `std`, and
+    `draws` of plausible score vectors (an ensemble's replicas, a forest's trees, or samples of a GP's posterior),
+    shape (draws, motifs)."""
+
+    mean: np.ndarray
+    std: np.ndarray
+    draws: np.ndarray
+
+    @classmethod
+    def of_members(cls, members: np.ndarray, mean: np.ndarray | None = None) -> Posterior:
+        """The posterior an ensemble's member predictions (members, motifs) describe; `mean` where the ensemble
+        scores by something else (a median)."""
+        return cls(members.mean(0) if mean is None else mean, members.std(0), members)
+
+
+class UncertainPredictor(Predictor, Protocol):
+    """A predictor that can also say how sure it is: `posterior` after `fit` (a search's thompson, ucb and ei
+    acquisitions need one)."""
+
+    def posterior(self, motifs: Sequence[Motif]) -> Posterior: ...
+
+
+@dataclass(frozen=True)
 class PredictorContext:
     """The setting one predictor is built in.
 

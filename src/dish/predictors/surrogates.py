@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from dish.core.epochs import OncePerEpoch
 from dish.core.errors import POSITIVE, POSITIVE_INT, ConfigError
 from dish.motifs.kind import Motif
+from dish.predictors.context import Posterior
 
 
 def motif_features(motifs: Sequence[Motif]) -> np.ndarray:
@@ -188,6 +189,14 @@ class GaussianProcessSurrogate(Surrogate):
     def predict(self, motifs: Sequence[Motif]) -> np.ndarray:
         return self.model.predict(motif_features(motifs))
 
+    def posterior(self, motifs: Sequence[Motif], draws: int = 32) -> Posterior:
+        """The GP's predictive mean and sd, and `draws` joint samples of its posterior (seeded)."""
+        x = self.model[:-1].transform(motif_features(motifs))
+        gp: GaussianProcessRegressor = self.model[-1]
+        mean, std = gp.predict(x, return_std=True)
+        samples = gp.sample_y(x, n_samples=draws, random_state=self.seed).T
+        return Posterior(mean, std, samples)
+
 
 class QuadraticSurrogate(Surrogate):
     """A least-squares parabola in the log of the motifs' scalar field (``log(slope)`` for `SigmoidSlope`): only
@@ -236,6 +245,11 @@ class RandomForestSurrogate(Surrogate):
 
     def predict(self, motifs: Sequence[Motif]) -> np.ndarray:
         return self.model.predict(motif_features(motifs))
+
+    def posterior(self, motifs: Sequence[Motif]) -> Posterior:
+        """Every tree's prediction is one draw; their mean is the forest's."""
+        x = motif_features(motifs)
+        return Posterior.of_members(np.stack([tree.predict(x) for tree in self.model.estimators_]))
 
 
 class GradientBoostingSurrogate(Surrogate):

@@ -137,7 +137,7 @@ def search_figure(runs: dict[str, list[dict[str, Any]]]) -> Figure:
     run, the table's optimum dashed. A run that stopped early (its target found) keeps its last best to the end;
     nothing found yet (null) is a gap."""
     sign, column, direction = oriented(searched(runs)[1])
-    figure, axes = plt.subplots(figsize=(8, 4.5))
+    figure, (axes, compute) = plt.subplots(1, 2, figsize=(13, 4.5), sharey=True)
     longest, found = 1, False
     for index, (name, members) in enumerate(runs.items()):
         colour = f"C{index % 10}"
@@ -149,9 +149,12 @@ def search_figure(runs: dict[str, list[dict[str, Any]]]) -> Figure:
         if len(members) > 1:
             axes.fill_between(spent, values.min(axis=0), values.max(axis=0), facecolor=to_rgba(colour, 0.12),
                               edgecolor=to_rgba(colour, 0.6), linewidth=0.8)
+        work, by_work = _on_compute([run["curve"] for run in members])
+        compute.step(work, sign * _median_where_found(by_work), where="post", color=colour)
     optimum = next((run["pool_best"] for members in runs.values() for run in members if "pool_best" in run), None)
     if optimum is not None:
         axes.axhline(sign * optimum, color="black", linestyle="--", linewidth=1, label="best in the table")
+        compute.axhline(sign * optimum, color="black", linestyle="--", linewidth=1)
     if not found:
         axes.text(0.5, 0.5, "no evaluation succeeded: nothing found", transform=axes.transAxes, ha="center")
     axes.set_xlim(-0.5, longest - 0.5)
@@ -161,8 +164,34 @@ def search_figure(runs: dict[str, list[dict[str, Any]]]) -> Figure:
     figure.suptitle(search_title(runs), fontsize="medium")
     if any(len(members) > 1 for members in runs.values()):
         axes.set_title("line: median over a strategy's runs; band: its lowest to highest run", fontsize="small")
-    axes.legend(**OUTSIDE)
+    compute.set_xlabel("compute spent, in full ground-truth evaluations (a cascade's screening included)")
+    compute.set_title("median over runs", fontsize="small")
+    left, right = axes.get_position(), compute.get_position()  # one legend, right of both panels
+    axes.legend(**{**OUTSIDE, "bbox_to_anchor": ((right.x1 - left.x0) / left.width + 0.02, 1)})
     return figure
+
+
+def _median_where_found(values: np.ndarray) -> np.ndarray:
+    """The median over runs (rows) of each column that any run has a value in; nan elsewhere."""
+    median = np.full(values.shape[1], np.nan)
+    found = np.isfinite(values).any(axis=0)
+    median[found] = np.nanmedian(values[:, found], axis=0)
+    return median
+
+
+def _on_compute(curves: list[list[dict[str, Any]]]) -> tuple[np.ndarray, np.ndarray]:
+    """The curves' best scores on a common grid of ground-truth equivalents spent (runs x grid points): each
+    run's last best at or before the point, nan before its first evaluation (older results: evaluations)."""
+    work = [np.array([point.get("gt_equivalents", point["spent"]) for point in curve], dtype=float)
+            for curve in curves]
+    grid = np.unique(np.concatenate(work))
+    values = np.full((len(curves), len(grid)), np.nan)
+    for row, (spent, curve) in enumerate(zip(work, curves, strict=True)):
+        best = np.array([point["best_score"] for point in curve], dtype=float)
+        best[~np.isfinite(best)] = np.nan
+        index = np.searchsorted(spent, grid, side="right") - 1
+        values[row] = np.where(index >= 0, best[np.clip(index, 0, None)], np.nan)
+    return grid, values
 
 
 def _padded(curves: list[list[dict[str, Any]]]) -> np.ndarray:

@@ -13,7 +13,7 @@ import numpy as np
 from dish.core.files import write_json_atomic
 from dish.report.plots import plot_search
 
-REACHED = ("evals_to_best", "evals_to_top_fraction")
+REACHED = ("evals_to_best", "evals_to_top_fraction", "gt_equivalents_to_top_fraction", "seconds_to_top_fraction")
 
 
 def collect_searches(directory: Path) -> dict[str, list[dict[str, Any]]]:
@@ -37,13 +37,14 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
                                "best_score_excluded": {"no successful evaluation": len(runs) - len(scores)}
                                if len(scores) < len(runs) else {}}
     for name in REACHED:
-        if name not in runs[0]:
+        if name not in runs[0] or (name == "seconds_to_top_fraction" and runs[0].get("gt_seconds") is None):
             continue
         needed = sorted(r[name] if r[name] is not None else np.inf for r in runs)
         median = float(np.median(needed))
         summary[f"{name}_median"] = median if np.isfinite(median) else None
         summary[f"{name}_never"] = int(sum(np.isinf(n) for n in needed))
-        summary[f"{name}_all"] = [None if np.isinf(n) else int(n) for n in needed]
+        summary[f"{name}_all"] = [None if np.isinf(n) else (int(n) if float(n).is_integer() else round(float(n), 3))
+                                  for n in needed]
     return summary
 
 

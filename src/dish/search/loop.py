@@ -23,15 +23,19 @@ from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import Logger, WandbLogger
 
+from dish.compare.job import table_gt_seconds
 from dish.core.errors import ConfigError
 from dish.core.files import write_json_atomic
 from dish.core.runtime import configure_torch, finish_logger, make_logger
 from dish.motifs.kind import Motif
 from dish.predictors.petri_dish.harness import DishPredictor
 from dish.predictors.petri_dish.options import dish_label
-from dish.predictors.registry import Predictor, PredictorContext, make_predictor
+from dish.predictors.registry import PredictorContext, make_predictor
 from dish.report.plots import plot_search
+from dish.search.acquisition import make_acquisition
+from dish.search.cascade import Cascade, EarlyScores
 from dish.search.oracles import Oracle, make_oracle
+from dish.search.strategies import PredictorSearch, RandomSearch, Strategy, TpeSearch
 from dish.search.validation import validate_search
 
 log = logging.getLogger(__name__)
@@ -58,9 +62,14 @@ class Ledger:
         self.evaluations = [Evaluation(**{**entry, "score": math.nan if entry["score"] is None else entry["score"]})
                             for entry in content.get("evaluations", [])]
         self.pending: list[dict[str, Any]] = content.get("pending", [])
+        self.screened: dict[str, dict[str, Any]] = content.get("screened", {})
+        """A cascade's early-stopped scores by motif key, with the round and the cost (in full evaluations)."""
+        self.strategy_seconds: dict[str, float] = content.get("strategy_seconds", {})
+        """Seconds the strategy took to choose each round's picks, by round."""
 
     def save(self) -> None:
-        write_json_atomic(self.path, {"evaluations": [asdict(e) for e in self.evaluations], "pending": self.pending})
+        write_json_atomic(self.path, {"evaluations": [asdict(e) for e in self.evaluations], "pending": self.pending,
+                                      "screened": self.screened, "strategy_seconds": self.strategy_seconds})
 
     @property
     def spent(self) -> int:
@@ -85,50 +94,63 @@ def candidates(cfg: DictConfig, motif_type: type[Motif], oracle: Oracle, ledger:
     return list(unique.values())
 
 
-def choose(predictor: Predictor | None, ledger: Ledger, pool: list[Motif], top_k: int, explore: int, left: int,
+def choose(strategy: Strategy, ledger: Ledger, pool: list[Motif], top_k: int, explore: int, left: int,
            rng: random.Random) -> list[tuple[Motif, str]]:
-    """At most `left` motifs of `pool`: the `top_k` the predictor scores best and `explore` random others
-    (``top_k + explore`` random ones without a predictor: random search)."""
+    """At most `left` motifs of `pool`: the `top_k` the strategy ranks best and `explore` random others (all
+    ``top_k + explore`` from a strategy that `takes_whole_round`: random search)."""
     picks = min(top_k + explore, left, len(pool))
-    if predictor is None:
-        return [(motif, "random") for motif in rng.sample(pool, picks)]
-    known = [e for e in ledger.evaluations if math.isfinite(e.score)]
     motif_type = type(pool[0])
-    predictor.fit([motif_type.decode(e.motif) for e in known], np.array([e.score for e in known]))
-    predicted = predictor.predict(pool)
-    if np.isnan(predicted).all():  # e.g. a dish whose every outer step diverged: it ranks nothing
-        log.warning("the predictor scored no candidate: this round's picks are random")
+    evaluated = [(motif_type.decode(e.motif), e.score) for e in ledger.evaluations if math.isfinite(e.score)]
+    best = picks if strategy.takes_whole_round else min(top_k, picks)
+    ranked = strategy.rank(evaluated, pool, best, ledger.round + 1, rng)
+    if ranked is None:  # e.g. a dish whose every outer step diverged: it ranks nothing
+        log.warning("the strategy ranked no candidate: this round's picks are random")
         return [(motif, "random") for motif in rng.sample(pool, picks)]
-    order = np.argsort(np.where(np.isfinite(predicted), -predicted, np.inf), kind="stable")
-    best = min(top_k, picks)
+    order = [*ranked, *(i for i in range(len(pool)) if i not in set(ranked))]
     rest = [pool[i] for i in order[best:]]
-    return ([(pool[i], "predicted") for i in order[:best]]
+    return ([(pool[i], strategy.why) for i in order[:best]]
             + [(motif, "explore") for motif in rng.sample(rest, picks - best)])
 
 
-def best_curve(evaluations: list[Evaluation]) -> list[dict[str, Any]]:
-    """The best true score found so far, after the starting motifs (spent 0) and after each budgeted one."""
+def best_curve(evaluations: list[Evaluation], screened: dict[str, dict[str, Any]] | None = None,
+               strategy_seconds: dict[str, float] | None = None, gt_seconds: float | None = None
+               ) -> list[dict[str, Any]]:
+    """The best true score found so far, after the starting motifs (spent 0) and after each budgeted one, with
+    the compute spent by then: `gt_equivalents` (full evaluations plus a cascade's screened motifs at their
+    cost, up to that evaluation's round) and, where one evaluation's `gt_seconds` is known, `seconds` (that
+    work plus the strategy's own seconds)."""
     best: Evaluation | None = None
+    screens = sorted((entry["round"], entry["cost"]) for entry in (screened or {}).values())
+    chosen = sorted((int(round_), seconds) for round_, seconds in (strategy_seconds or {}).items())
     curve = []
 
-    def point(spent: int) -> dict[str, Any]:
+    def point(spent: int, round_: int) -> dict[str, Any]:
+        work = spent + sum(cost for r, cost in screens if r <= round_)
+        seconds = None if gt_seconds is None else work * gt_seconds + sum(t for r, t in chosen if r <= round_)
         return {"spent": spent, "best_score": best.score if best else -math.inf,
-                "best_motif": best.motif if best else None}
+                "best_motif": best.motif if best else None, "gt_equivalents": work, "seconds": seconds}
 
     for e in [e for e in evaluations if e.round == 0]:
         if math.isfinite(e.score) and (best is None or e.score > best.score):
             best = e
-    curve.append(point(0))
+    curve.append(point(0, 0))
     for spent, e in enumerate((e for e in evaluations if e.round > 0), start=1):
         if math.isfinite(e.score) and (best is None or e.score > best.score):
             best = e
-        curve.append(point(spent))
+        curve.append(point(spent, e.round))
     return curve
 
 
-def reached(curve: list[dict[str, Any]], threshold: float) -> int | None:
-    """Budgeted evaluations spent when the best score first reached `threshold` (None: never)."""
-    return next((point["spent"] for point in curve if point["best_score"] >= threshold), None)
+def reached(curve: list[dict[str, Any]], threshold: float, measure: str = "spent") -> float | None:
+    """The `measure` of the curve (budgeted evaluations, ``gt_equivalents`` or ``seconds``) when the best score
+    first reached `threshold` (None: never)."""
+    return next((point[measure] for point in curve if point["best_score"] >= threshold), None)
+
+
+ADDED_WITH_DEFAULTS: dict[str, Any] = {"acquisition": "greedy", "kappa": 2.0, "min_distance": 0.5,
+                                       "cascade": {"screen": None, "table": None, "column": None,
+                                                   "score": "val_loss", "fraction": None, "epochs": None}}
+"""Search settings added after ledgers were first written, with the values that behave as before them."""
 
 
 def ledger_path(cfg: DictConfig) -> Path:
@@ -143,27 +165,48 @@ def ledger_path(cfg: DictConfig) -> Path:
         decided_by["search"].pop(reporting_only, None)
     if decided_by["ground_truth"].get("config_hash") is None:  # added later: older ledgers keep their names
         decided_by["ground_truth"].pop("config_hash", None)
+    for name, default in ADDED_WITH_DEFAULTS.items():  # so do searches that leave these at their defaults
+        if decided_by["search"].get(name, default) == default:
+            decided_by["search"].pop(name, None)
     digest = hashlib.sha256(json.dumps(decided_by, sort_keys=True, default=str).encode()).hexdigest()[:12]
     return Path(cfg.store.dir) / "searches" / f"{cfg.search.predictor}-seed{cfg.search.seed}-{digest}.json"
 
 
-def run_search(cfg: DictConfig) -> dict[str, Any]:
-    """Search until ``search.budget`` ground-truth evaluations are spent; write search.json and search.png."""
+def make_strategy(cfg: DictConfig, motif_type: type[Motif], oracle: Oracle, ledger: Ledger) -> Strategy:
+    """The strategy ``search.predictor`` names (``random``, ``tpe`` or a predictor, through
+    ``search.acquisition``), wrapped in the cascade when ``search.cascade.screen`` is set."""
+    settings = cfg.search
+    if settings.predictor == "random":
+        strategy: Strategy = RandomSearch()
+    elif settings.predictor == "tpe":
+        strategy = TpeSearch(settings.seed)
+    else:
+        predictor = make_predictor(settings.predictor, cfg, PredictorContext(motif_type, settings.seed))
+        if isinstance(predictor, DishPredictor):
+            predictor.warm_start = settings.warm_start
+        strategy = PredictorSearch(predictor, make_acquisition(settings.acquisition, settings.kappa),
+                                   settings.min_distance, settings.seed)
+    if settings.cascade.screen is None:
+        return strategy
+    early = EarlyScores(settings.cascade, getattr(oracle, "table", None), motif_type)
+    return Cascade(strategy, early, settings.cascade.screen, ledger.screened)
+
+
+def run_search(cfg: DictConfig, oracle: Oracle | None = None) -> dict[str, Any]:
+    """Search until ``search.budget`` ground-truth evaluations are spent; write search.json and search.png.
+    `oracle`: the ground truth (None: the one ``ground_truth.oracle`` names; the Hydra sweeper passes its
+    launcher's)."""
     validate_search(cfg)
     settings = cfg.search
     configure_torch(settings.seed, cfg.threads)
     output_dir = Path(cfg.paths.output_dir)
     motif_type: type[Motif] = get_class(cfg.motif._target_)
-    oracle = make_oracle(cfg, motif_type, output_dir / "ground_truth")
+    oracle = oracle or make_oracle(cfg, motif_type, output_dir / "ground_truth")
     ledger = Ledger(ledger_path(cfg))
     if ledger.evaluations or ledger.pending:
         log.info("continuing the search in %s: %d evaluation(s) done, %d of %d budgeted", ledger.path,
                  len(ledger.evaluations), ledger.spent, settings.budget)
-    predictor = None
-    if settings.predictor != "random":
-        predictor = make_predictor(settings.predictor, cfg, PredictorContext(motif_type, settings.seed))
-        if isinstance(predictor, DishPredictor):
-            predictor.warm_start = settings.warm_start
+    strategy = make_strategy(cfg, motif_type, oracle, ledger)
     logger = make_logger(cfg)
     failed = True
     try:
@@ -183,7 +226,8 @@ def run_search(cfg: DictConfig) -> dict[str, Any]:
                          settings.budget)
                 break
             round_start = time.perf_counter()
-            picks = choose(predictor, ledger, pool, settings.top_k, settings.explore, left, rng)
+            picks = choose(strategy, ledger, pool, settings.top_k, settings.explore, left, rng)
+            ledger.strategy_seconds[str(ledger.round + 1)] = time.perf_counter() - round_start
             ledger.pending = [{"motif": m.encode(), "why": why, "round": ledger.round + 1} for m, why in picks]
             ledger.save()
         result = _result(cfg, oracle, ledger, time.perf_counter() - start)
@@ -260,40 +304,51 @@ def _result(cfg: DictConfig, oracle: Oracle, ledger: Ledger, seconds: float) -> 
     Nothing found yet is NaN (best_score) or -inf (a curve's best_score): null in the file."""
     evaluations = ledger.evaluations
     searched = cfg.ground_truth.table if cfg.ground_truth.oracle == "table" else cfg.store.path
-    curve = best_curve(evaluations)
+    table = getattr(oracle, "table", None)
+    gt_seconds = None if table is None else table_gt_seconds(table, None, 1.0)
+    curve = best_curve(evaluations, ledger.screened, ledger.strategy_seconds, gt_seconds)
     finite = [e for e in evaluations if math.isfinite(e.score)]
     best = max(finite, key=lambda e: e.score) if finite else None
     result: dict[str, Any] = {
         "predictor": cfg.search.predictor, "strategy": _strategy(cfg.search.predictor), "label": _label(cfg),
+        "acquisition": cfg.search.acquisition, "cascade": cfg.search.cascade.screen,
         "seed": cfg.search.seed, "budget": cfg.search.budget,
         "spent": ledger.spent, "started_with": sum(e.round == 0 for e in evaluations),
         "best_motif": best.motif if best else None, "best_score": best.score if best else math.nan,
         "curve": curve, "evaluations": [asdict(e) for e in evaluations], "ledger": str(ledger.path),
-        "seconds": seconds, "ground_truth": {"oracle": cfg.ground_truth.oracle, "source": Path(searched).name,
+        "seconds": seconds, "screened": len(ledger.screened), "gt_equivalents": curve[-1]["gt_equivalents"],
+        "strategy_seconds": sum(ledger.strategy_seconds.values()), "gt_seconds": gt_seconds,
+        "ground_truth": {"oracle": cfg.ground_truth.oracle, "source": Path(searched).name,
                                              "score": cfg.ground_truth.score},
     }
-    table = getattr(oracle, "table", None)
     if table is not None:  # a table knows its optimum: how fast was it reached?
         thresholds = _thresholds(table.scores, cfg.search)
         result.update(pool_best=float(table.scores.max()), pool_size=len(table),
                       evals_to_best=reached(curve, thresholds["best"]),
                       evals_to_top_fraction=reached(curve, thresholds["top_fraction"]),
+                      gt_equivalents_to_top_fraction=reached(curve, thresholds["top_fraction"], "gt_equivalents"),
+                      seconds_to_top_fraction=reached(curve, thresholds["top_fraction"], "seconds"),
                       top_fraction=cfg.search.top_fraction)
     return result
 
 
 def _strategy(predictor: str) -> str:
-    """dish, surrogate or random."""
-    return predictor if predictor in ("dish", "random") else "surrogate"
+    """dish, surrogate, tpe or random."""
+    return predictor if predictor in ("dish", "random", "tpe") else "surrogate"
 
 
 def _label(cfg: DictConfig) -> str:
     """The strategy as reports name it: the surrogate by its model, the dish by its settings (`dish_label`, as in
     the comparison's report)."""
     predictor = cfg.search.predictor
-    if predictor == "dish":
-        return dish_label(OmegaConf.to_container(cfg.dish, resolve=True))
-    return "random" if predictor == "random" else f"surrogate:{predictor}"
+    if predictor in ("random", "tpe"):
+        label = predictor
+    else:
+        label = (dish_label(OmegaConf.to_container(cfg.dish, resolve=True)) if predictor == "dish"
+                 else f"surrogate:{predictor}")
+        if cfg.search.acquisition != "greedy":
+            label += f"+{cfg.search.acquisition}"
+    return label if cfg.search.cascade.screen is None else f"{label}+cascade{cfg.search.cascade.screen}"
 
 
 def _reach_line(result: dict[str, Any]) -> str:

@@ -5,14 +5,17 @@ from __future__ import annotations
 from hydra.utils import get_class
 from omegaconf import DictConfig
 
-from dish.core.errors import INTEGER, NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE_INT, ConfigError
+from dish.core.errors import INTEGER, NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, ConfigError
 from dish.ground_truth.validation import validate_ground_truth
 from dish.motifs.kind import Motif
 from dish.predictors.registry import FITTED_PREDICTORS, PredictorContext, check_predictor
+from dish.search.acquisition import ACQUISITIONS, UNCERTAIN_PREDICTORS
 
-SEARCH_PREDICTORS = (*FITTED_PREDICTORS, "random")
-"""What `search.predictor` accepts: a predictor that learns from the evaluated motifs, or none (random
-search)."""
+SEARCH_PREDICTORS = (*FITTED_PREDICTORS, "tpe", "random")
+"""What `search.predictor` accepts: a predictor that learns from the evaluated motifs, Optuna's TPE, or none
+(random search)."""
+UNCERTAIN = ("gp", "random_forest")
+"""Predictors with a posterior whatever their options (the dish has one as an ensemble)."""
 STOP_TARGETS = ("best", "top_fraction")
 
 
@@ -42,7 +45,32 @@ def validate_search(cfg: DictConfig) -> None:
         raise ConfigError(f"search.candidates.{missing[0]}", f"is required by motif kind {motif_type.kind!r}",
                           accepted=list(rules))
     NON_NEGATIVE.check("search.tolerance", settings.tolerance)
-    if settings.predictor != "random":
+    if settings.predictor not in ("random", "tpe"):
         check_predictor(cfg, settings.predictor, PredictorContext(motif_type, settings.seed))
+    validate_acquisition(cfg)
+    POSITIVE_INT.or_null().check("search.cascade.screen", settings.cascade.screen)
     if cfg.ground_truth.oracle == "live":  # (the oracle's own settings: `dish.search.oracles.check_settings`)
         validate_ground_truth(cfg)
+
+
+def validate_acquisition(cfg: DictConfig) -> None:
+    """``search.acquisition`` exists and its predictor can say how sure it is."""
+    settings = cfg.search
+    if settings.acquisition not in ACQUISITIONS:
+        raise ConfigError("search.acquisition", f"unknown acquisition {settings.acquisition!r}",
+                          accepted=ACQUISITIONS)
+    POSITIVE.check("search.kappa", settings.kappa)
+    NON_NEGATIVE.check("search.min_distance", settings.min_distance)
+    if settings.acquisition == "greedy":
+        return
+    if settings.predictor in ("random", "tpe"):
+        raise ConfigError("search.acquisition", f"{settings.acquisition!r} does not apply to search.predictor="
+                          f"{settings.predictor}, which picks without a predictor", accepted=["greedy"])
+    replicas = cfg.dish.get("ensemble") or 1
+    if settings.predictor == "dish" and replicas < 2:
+        raise ConfigError("search.acquisition", f"{settings.acquisition!r} needs a predictor with uncertainty, and "
+                          f"a dish with dish.ensemble={replicas} has none", accepted=UNCERTAIN_PREDICTORS)
+    if settings.predictor not in (*UNCERTAIN, "dish"):
+        raise ConfigError("search.acquisition", f"{settings.acquisition!r} needs a predictor with uncertainty, and "
+                          f"search.predictor={settings.predictor} has none", accepted=UNCERTAIN_PREDICTORS)
+

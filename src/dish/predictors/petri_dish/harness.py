@@ -19,6 +19,7 @@ from dish.core.epochs import OncePerEpoch
 from dish.core.errors import ConfigError
 from dish.core.runtime import progress_callback
 from dish.motifs.kind import Motif
+from dish.predictors.context import Posterior
 from dish.predictors.petri_dish.model import DishScores, PetriDish
 from dish.predictors.petri_dish.options import DISH_OPTIONS, MODEL_DEFAULTS, check_dish_options
 
@@ -110,5 +111,15 @@ class DishPredictor:
         self.last = self.dish.score(motifs)
         if not self.trained:  # untrained synthetic data: no ranking at all, not the initial weights' ranking
             self.last = DishScores(np.full(len(motifs), np.nan), np.arange(len(motifs)), self.last.losses,
-                                   np.ones(len(motifs), dtype=bool), self.last.spread)
+                                   np.ones(len(motifs), dtype=bool), self.last.spread,
+                                   np.full_like(self.last.replica_scores, np.nan))
         return self.last.scores
+
+    def posterior(self, motifs: Sequence[Motif]) -> Posterior:
+        """An ensemble's replicas are the draws (each standardised on the training motifs), its score the mean;
+        a single dish has no spread to draw from."""
+        if self.dish_options.get("ensemble", 1) == 1:
+            raise ConfigError("dish.ensemble", "is 1: a single dish has no uncertainty to draw from",
+                              accepted=["an integer >= 2 (dish=ensemble)"])
+        scores = self.predict(motifs)
+        return Posterior(scores, self.last.spread, self.last.replica_scores)

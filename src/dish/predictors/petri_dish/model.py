@@ -33,13 +33,15 @@ from dish.predictors.petri_dish.options import check_dish_options
 @dataclass(frozen=True)
 class DishScores:
     """What a dish says of some motifs: scores (higher = better), their ranking, the raw dish losses, which
-    diverged, and the spread of an ensemble's replicas (the sd of their standardised scores; 0 for one dish)."""
+    diverged, the spread of an ensemble's replicas (the sd of their standardised scores; 0 for one dish) and
+    each replica's own scores (replicas, motifs; a diverged motif -inf)."""
 
     scores: np.ndarray
     ranking: np.ndarray
     losses: np.ndarray
     diverged: np.ndarray
     spread: np.ndarray
+    replica_scores: np.ndarray
 
 
 def balanced_targets(num_samples: int, outputs: int, generator: torch.Generator) -> Tensor:
@@ -242,6 +244,7 @@ class PetriDish(pl.LightningModule):
             losses = self.dish_losses(self.population(batch).to(self.device), len(batch), create_graph=False)
             reference, losses = losses.split([len(references), len(motifs)], dim=1)
             if self.hparams.ensemble == 1:
+                standardised = -losses
                 scores, spread = -losses[0], torch.zeros_like(losses[0])
             else:
                 mean, std = reference.mean(1, keepdim=True), reference.std(1, correction=0, keepdim=True)
@@ -252,7 +255,8 @@ class PetriDish(pl.LightningModule):
         self._note_losses(losses)
         diverged = self.diverged(losses).any(0).cpu().numpy()
         scores = np.where(diverged, -np.inf, scores.cpu().double().numpy())  # a motif that blows up is the worst
+        replicas = np.where(diverged, -np.inf, standardised.cpu().double().numpy())
         return DishScores(scores, np.argsort(-scores, kind="stable"), losses.mean(0).cpu().double().numpy(), diverged,
-                          spread.cpu().double().numpy())
+                          spread.cpu().double().numpy(), replicas)
 
 
