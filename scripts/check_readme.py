@@ -6,7 +6,8 @@ skipped by name with the reason. Commands run in README order in one copy, so a 
 above it made (the store of the main job, a multirun to report on), as for a reader going down the page. The
 sections from each heading of `LANES` on read nothing that earlier sections make, so they run in a copy of their own
 beside the others (three lanes on CI's two cores: much of each command is Python start-up); `--serial` runs every
-command in one copy.
+command in one copy. Every command gets one torch thread (OMP_NUM_THREADS=1, the only change to a newcomer's
+environment besides W&B's folders): processes of two threads each side by side oversubscribe the cores.
 
     python scripts/check_readme.py             # every command
     python scripts/check_readme.py --list      # what would run (with the appended overrides) or be skipped
@@ -263,12 +264,13 @@ def copy_checkout(target: Path) -> None:
 
 
 def environment(home: Path, checkout: Path) -> dict[str, str]:
-    """A newcomer's environment: W&B offline with its files under `home`, nothing redirected, the copy's code."""
+    """A newcomer's environment: W&B offline with its files under `home`, nothing redirected, the copy's code;
+    one torch thread per process, since the lanes run side by side."""
     env = {key: value for key, value in os.environ.items()
            if not key.startswith(("WANDB_", "HYDRA_")) and key not in ("DATA_DIR", "DISH_STORE")}
     env.update(WANDB_MODE="offline", WANDB_DIR=str(home), WANDB_CACHE_DIR=str(home / "cache"),
                WANDB_CONFIG_DIR=str(home / "config"), WANDB_DATA_DIR=str(home / "data"),
-               PYTHONPATH=str(checkout / "src"), PYTHONUNBUFFERED="1", MPLBACKEND="Agg")
+               PYTHONPATH=str(checkout / "src"), PYTHONUNBUFFERED="1", MPLBACKEND="Agg", OMP_NUM_THREADS="1")
     return env
 
 

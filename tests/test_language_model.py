@@ -124,7 +124,7 @@ def test_bad_genotype_on_the_command_line_is_one_line_error(tmp_path, run_task):
 def test_paper_scale_preset_runs_on_the_embedded_corpus(tmp_path, run_task, read_store):
     store, run = tmp_path / "cells.csv", tmp_path / "run"
     proc = run_task("experiment=paper_rnn_gpu", "data=python_docs", "trainer.accelerator=cpu", "model.max_steps=2",
-                    "logger=none", f"store.path={store}", f"hydra.run.dir={run}")
+                    "data.eval_batch_size=100", "logger=none", f"store.path={store}", f"hydra.run.dir={run}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     config = OmegaConf.load(run / ".hydra" / "config.yaml")
     assert (config.model.hidden, config.model.bptt, config.data.batch_size) == (850, 35, 64)

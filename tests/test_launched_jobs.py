@@ -44,7 +44,7 @@ def test_stored_rows_without_the_score_column_are_an_error_not_failures(tmp_path
     """Before, every stored motif without the column read as a failed training (NaN)."""
     with initialize_config_module("dish.conf", version_base=None):
         cfg = compose("search", [f"store.path={tmp_path / 'gt.csv'}", "ground_truth.score=val_acc"])
-    oracle = LiveOracle(cfg, SigmoidSlope, "val_acc", "population", [], tmp_path)
+    oracle = LiveOracle(cfg, SigmoidSlope, "val_acc")
     GroundTruthStore(tmp_path / "gt.csv", SigmoidSlope).append([
         {"motif_kind": "sigmoid_slope", "motif_key": SigmoidSlope(2.0).key, "slope": 2.0, "status": "ok",
          "val_loss": 0.5, "config_hash": oracle.spec}])

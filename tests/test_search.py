@@ -137,7 +137,7 @@ def test_joblib_launcher_trains_each_pick_in_another_process(tmp_path, run_searc
                       PID_FORMAT, f"store.dir={tmp_path}", f"hydra.run.dir={tmp_path / 'run'}", timeout=400)
     assert done.returncode == 0, done.stderr[-3000:]
     search_pid = int(re.search(r"pid=(\d+) dish.search.loop", (tmp_path / "run" / "search.log").read_text()).group(1))
-    job_logs = sorted((tmp_path / "run" / "ground_truth").glob("round_*/*/ground_truth.log"))
+    job_logs = sorted((tmp_path / "run" / "ground_truth").glob("*/ground_truth.log"))
     assert len(job_logs) == 4  # 2 starting motifs, then 2 picks
     job_pids = {int(re.search(r"pid=(\d+) dish.ground_truth.job", log.read_text()).group(1)) for log in job_logs}
     assert search_pid not in job_pids

@@ -88,14 +88,15 @@ def _exit_with(message: str) -> NoReturn:
 def _job_failed(message: str) -> NoReturn:
     """End the run, or the multirun, on a job's bad input with one line; in a multirun the line names the job.
 
-    A submitit job hands back only exceptions (a job that exits leaves no result), so there the error travels
-    back to the launching process, where Hydra names the job's overrides before `run` prints the line.
+    A submitit job hands back only exceptions (a job that exits leaves no result), and dish's sweeper (also
+    behind tasks/search.py's launchers) reads a failed job's exception from its return, so there the error
+    travels back to the launching process as an exception, which `run` prints as the line.
     """
     hydra = HydraConfig.get()
     if hydra.mode != RunMode.MULTIRUN:
         _exit_with(message)
     message = f"job {hydra.job.num} ({' '.join(hydra.overrides.task)}): {message}"
-    if "submitit" in hydra.launcher._target_:
+    if "submitit" in hydra.launcher._target_ or "dish_sweeper" in hydra.sweeper._target_:
         raise JobError(message)
     _exit_with(message)  # in this process or in a joblib worker, whose SystemExit joblib re-raises here
 

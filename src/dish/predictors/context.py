@@ -47,13 +47,6 @@ class Posterior:
         return cls(members.mean(0) if mean is None else mean, members.std(0), members)
 
 
-class UncertainPredictor(Predictor, Protocol):
-    """A predictor that can also say how sure it is: `posterior` after `fit` (a search's thompson, ucb and ei
-    acquisitions need one)."""
-
-    def posterior(self, motifs: Sequence[Motif]) -> Posterior: ...
-
-
 @dataclass(frozen=True)
 class PredictorContext:
     """The setting one predictor is built in.

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from hydra.types import TaskFunction
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import Logger, WandbLogger
@@ -192,16 +193,18 @@ def make_strategy(cfg: DictConfig, motif_type: type[Motif], oracle: Oracle, ledg
     return Cascade(strategy, early, settings.cascade.screen, ledger.screened)
 
 
-def run_search(cfg: DictConfig, oracle: Oracle | None = None) -> dict[str, Any]:
+def run_search(cfg: DictConfig, oracle: Oracle | None = None,
+               ground_truth_task: TaskFunction | None = None) -> dict[str, Any]:
     """Search until ``search.budget`` ground-truth evaluations are spent; write search.json and search.png.
     `oracle`: the ground truth (None: the one ``ground_truth.oracle`` names; the Hydra sweeper passes its
-    launcher's)."""
+    launcher's); `ground_truth_task`: what a job that ``ground_truth.launcher`` launches runs (the task of
+    tasks/ground_truth.py)."""
     validate_search(cfg)
     settings = cfg.search
     configure_torch(settings.seed, cfg.threads)
     output_dir = Path(cfg.paths.output_dir)
     motif_type: type[Motif] = get_class(cfg.motif._target_)
-    oracle = oracle or make_oracle(cfg, motif_type, output_dir / "ground_truth")
+    oracle = oracle or make_oracle(cfg, motif_type, output_dir / "ground_truth", ground_truth_task)
     ledger = Ledger(ledger_path(cfg))
     if ledger.evaluations or ledger.pending:
         log.info("continuing the search in %s: %d evaluation(s) done, %d of %d budgeted", ledger.path,

@@ -1,4 +1,5 @@
-"""Ground-truth oracles of the search: a lookup table, or live training through the configured launcher.
+"""Ground-truth oracles of the search: a lookup table, live training in this process, or ground-truth jobs
+through a Hydra launcher.
 
 Both return scores oriented so that higher = better (NaN for a motif whose training failed) and count nothing
 themselves: the search counts what it asks for.
@@ -6,19 +7,24 @@ themselves: the search counts what it asks for.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import math
-import subprocess
-import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 from hydra import initialize_config_module
+from hydra._internal.callbacks import Callbacks
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.plugins import Plugins
+from hydra.core.utils import JobStatus
+from hydra.plugins.launcher import Launcher
+from hydra.types import HydraContext, RunMode, TaskFunction
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from dish.core.errors import ConfigError
@@ -30,8 +36,6 @@ from dish.store.tables import SCORE_ORIENTATION, SEARCH_FIELDS, GroundTruthTable
 
 log = logging.getLogger(__name__)
 ORACLES = ("live", "table")
-GROUND_TRUTH_JOB = "dish.cli.ground_truth"
-"""The module a launched ground-truth job runs (``python -m``): found however dish is installed."""
 # Groups and sections of tasks/ground_truth.py that a launched job must get exactly as this process has them.
 GROUPS = ("task", "data", "motif", "model", "optimizer", "trainer")
 SECTIONS = ("data", "model", "optimizer", "trainer", "checkpoint")
@@ -69,26 +73,18 @@ class TableOracle:
 
 
 class LiveOracle:
-    """Ground truth trained now and written to the store of tasks/ground_truth.py (a motif already stored under
-    the same config is read, never retrained).
-
-    `launcher` ``population`` trains all motifs of a batch as one population in this process; any other value
-    is a Hydra launcher (``basic``, ``joblib``, ``submitit_slurm``, ``slurm``, ...): the batch becomes a multirun
-    of tasks/ground_truth.py with one job per motif, under ``<sweep_root>/<label>``.
-    """
+    """Ground truth trained now, all motifs of a batch as one population in this process, and written to the
+    store of tasks/ground_truth.py (a motif already stored under the same config is read, never retrained)."""
 
     pool = None
 
-    def __init__(self, cfg: DictConfig, motif_type: type[Motif], score: str, launcher: str,
-                 launcher_overrides: Sequence[str], sweep_root: Path) -> None:
+    def __init__(self, cfg: DictConfig, motif_type: type[Motif], score: str) -> None:
         if score not in SCORE_ORIENTATION:
             raise ConfigError("ground_truth.score", f"unknown score column {score!r}", accepted=list(SCORE_ORIENTATION))
         if score not in motif_type.ground_truth.scores:
             raise ConfigError("ground_truth.score", f"the {motif_type.kind} ground truth writes no {score!r} column",
                               accepted=motif_type.ground_truth.scores)
-        self.cfg, self.score, self.launcher = cfg, score, launcher
-        self.launcher_overrides, self.sweep_root = list(launcher_overrides), sweep_root
-        self.motif_type = motif_type
+        self.cfg, self.score, self.motif_type = cfg, score, motif_type
         self.store = GroundTruthStore(Path(cfg.store.path).resolve(), self.motif_type)
         self.spec = ground_truth_hash(cfg)
 
@@ -108,64 +104,121 @@ class LiveOracle:
         return known
 
     def evaluate(self, motifs: Sequence[Motif], label: str) -> np.ndarray:
-        stored = self.known()  # one read of the store, not one per motif
+        stored = {key: score for key, (_, score) in self.known().items()}  # one read of the store, not one per motif
         todo = [motif for motif in motifs if motif.key not in stored]
-        if todo:
-            if self.launcher == "population":
-                self._train_population(todo)
-            else:
-                self._launch(todo, label)
-        known = self.known()
-        lost = [motif.key for motif in motifs if motif.key not in known]
+        scores = stored | (self._train(todo, label) if todo else {})
+        lost = [motif.key for motif in motifs if motif.key not in scores]
         if lost:
             log.warning("no ground truth came back for %d motif(s), counted as failed: %s", len(lost), lost)
-        return np.array([known[motif.key][1] if motif.key in known else math.nan for motif in motifs])
+        return np.array([scores.get(motif.key, math.nan) for motif in motifs])
 
-    def _train_population(self, motifs: Sequence[Motif]) -> None:
+    def _train(self, motifs: Sequence[Motif], label: str) -> dict[str, float]:
+        """Train `motifs`; their scores by motif key."""
         job = copy.deepcopy(self.cfg)
         with open_dict(job):
             job.population = {"motifs": [motif.key for motif in motifs]}
             job.logger = None  # the search's own W&B run covers it
         run_ground_truth(job)
-
-    def _launch(self, motifs: Sequence[Motif], label: str) -> None:
-        """Train `motifs` as a multirun of the ground-truth job through the launcher, one job per motif (its
-        key in ``population.motifs``); its stderr is shown as it comes, and a multirun that fails raises
-        `LaunchError` with the job's own error."""
-        values = ",".join(override_value([motif.key]) for motif in motifs)
-        command = [sys.executable, "-m", GROUND_TRUTH_JOB, "-m", f"hydra/launcher={self.launcher}",
-                   f"hydra.sweep.dir={self.sweep_root / label}", "logger=none", *self._job_overrides(),
-                   f"population.motifs={values}", *self.launcher_overrides]
-        log.info("launching %d ground-truth job(s): %s", len(motifs), " ".join(command[1:]))
-        with subprocess.Popen(command, stderr=subprocess.PIPE, text=True) as multirun:
-            error = _relay(multirun.stderr)
-        if multirun.returncode != 0:
-            raise LaunchError("ground_truth.launcher", f"the ground-truth jobs of {label} (hydra/launcher="
-                              f"{self.launcher}) failed with exit code {multirun.returncode}: {error}; their picks "
-                              "stay pending, and a rerun of this search retries them")
-
-    def _job_overrides(self) -> list[str]:
-        """This process's ground-truth config as overrides of the ground-truth job: group choices, then every
-        value of the sections that define a ground-truth number (``++``: also keys this process added with
-        ``+``), the seed, threads and the store."""
-        choices = HydraConfig.get().runtime.choices
-        overrides = [f"{group}={choices[group]}" for group in GROUPS if choices.get(group)]
-        for section in SECTIONS:
-            for key, value in _leaves(OmegaConf.to_container(self.cfg[section], resolve=True), section):
-                if key.rpartition(".")[2] not in ("_target_", "_partial_") and key not in NOT_GROUND_TRUTH:
-                    overrides.append(f"++{key}={override_value(value)}")
-        return [*overrides, f"seed={self.cfg.seed}", f"threads={override_value(self.cfg.threads)}",
-                f"store.path={override_value(str(self.store.path))}"]
+        return {key: score for key, (_, score) in self.known().items()}
 
 
-def make_oracle(cfg: DictConfig, motif_type: type[Motif], sweep_root: Path) -> Oracle:
-    """The oracle named by ``ground_truth.oracle``, once its settings are checked (`check_settings`)."""
+class LauncherOracle(LiveOracle):
+    """Live ground truth through a Hydra launcher (basic, joblib, submitit_local, submitit_slurm, ...): a batch is
+    one ``launcher.launch(...)`` of ground-truth jobs, one per motif not yet stored, each with `job_overrides`
+    (the ground-truth config, so the same config hash) plus its motif and ``objective`` set to the searched
+    score; the scores are the jobs' returns (Hydra's `JobReturn`)."""
+
+    def __init__(self, cfg: DictConfig, motif_type: type[Motif], launcher: Launcher, job_overrides: Sequence[str],
+                 chosen_by: str) -> None:
+        super().__init__(cfg, motif_type, cfg.ground_truth.score)
+        self.launcher, self.job_overrides, self.chosen_by = launcher, list(job_overrides), chosen_by
+        self.launched = 0
+
+    def _train(self, motifs: Sequence[Motif], label: str) -> dict[str, float]:
+        jobs = [[*self.job_overrides, "logger=none", f"objective={self.score}",
+                 f"population.motifs={override_value([motif.key])}"] for motif in motifs]
+        setting = self.chosen_by.partition("=")[0]
+        log.info("%s: launching %d ground-truth job(s) (%s)", label, len(jobs), self.chosen_by)
+        with _hydra_state_kept():
+            try:
+                returns = self.launcher.launch(jobs, initial_job_idx=self.launched)
+            except Exception as exc:  # the launcher itself failed (e.g. its settings): no job ran
+                raise LaunchError(setting, f"the ground-truth jobs of {label} ({self.chosen_by}) could not be "
+                                  f"launched: {type(exc).__name__}: {exc}{PENDING}") from exc
+        self.launched += len(jobs)
+        scores = {}
+        for motif, job in zip(motifs, returns, strict=True):
+            if job.status != JobStatus.COMPLETED:
+                raise LaunchError(setting, f"the ground-truth job of {motif.key} ({label}, {self.chosen_by}) "
+                                  f"failed: {job._return_value}{PENDING}")
+            scores[motif.key] = SCORE_ORIENTATION[self.score] * float(job.return_value)
+        return scores
+
+
+PENDING = "; the round's picks stay pending, and a rerun retries them"
+
+
+@contextlib.contextmanager
+def _hydra_state_kept() -> Iterator[None]:
+    """Give back this process's Hydra config and log handlers, which a launcher running jobs in this process
+    (basic) replaces with each job's."""
+    hydra_config, root = HydraConfig.instance(), logging.getLogger()
+    config, handlers, level = hydra_config.cfg, list(root.handlers), root.level
+    try:
+        yield
+    finally:
+        hydra_config.cfg = config
+        root.handlers[:] = handlers
+        root.setLevel(level)
+
+
+def ground_truth_launcher(name: str, overrides: Sequence[str], sweep_dir: Path, task: TaskFunction) -> Launcher:
+    """Hydra's launcher `name` over `task` (that of tasks/ground_truth.py), set up as ``-m hydra/sweeper=dish
+    hydra/launcher=<name> hydra.sweep.dir=<sweep_dir> <overrides>`` sets it up (its jobs numbered under
+    `sweep_dir`): this search is then the sweeper."""
+    loader = GlobalHydra.instance().config_loader()
+    config = loader.load_configuration("ground_truth", [f"hydra/launcher={name}", "hydra/sweeper=dish",
+                                                        "hydra.mode=MULTIRUN", "hydra.job.name=ground_truth",
+                                                        f"hydra.sweep.dir={override_value(str(sweep_dir))}",
+                                                        *overrides], RunMode.MULTIRUN)
+    return Plugins.instance().instantiate_launcher(
+        hydra_context=HydraContext(config_loader=loader, callbacks=Callbacks(config)),
+        task_function=task, config=config)
+
+
+def job_overrides(cfg: DictConfig, store: Path) -> list[str]:
+    """This process's ground-truth config as overrides of the ground-truth job: group choices, then every value
+    of the sections that define a ground-truth number (``++``: also keys this process added with ``+``), the
+    seed, threads and the store."""
+    choices = HydraConfig.get().runtime.choices
+    overrides = [f"{group}={choices[group]}" for group in GROUPS if choices.get(group)]
+    for section in SECTIONS:
+        for key, value in _leaves(OmegaConf.to_container(cfg[section], resolve=True), section):
+            if key.rpartition(".")[2] not in ("_target_", "_partial_") and key not in NOT_GROUND_TRUTH:
+                overrides.append(f"++{key}={override_value(value)}")
+    return [*overrides, f"seed={cfg.seed}", f"threads={override_value(cfg.threads)}",
+            f"store.path={override_value(str(store))}"]
+
+
+def make_oracle(cfg: DictConfig, motif_type: type[Motif], sweep_root: Path,
+                ground_truth_task: TaskFunction | None = None) -> Oracle:
+    """The oracle named by ``ground_truth.oracle``, once its settings are checked (`check_settings`); jobs that
+    ``ground_truth.launcher`` launches run `ground_truth_task` under `sweep_root`."""
     settings = cfg.ground_truth
     check_settings(settings)
     if settings.oracle == "table":
         return TableOracle(load_table(settings.table, motif_type, settings.score,
                                       config_hash=settings.get("config_hash"), current=cfg, fields=SEARCH_FIELDS))
-    return LiveOracle(cfg, motif_type, settings.score, settings.launcher, settings.launcher_overrides, sweep_root)
+    if settings.launcher == "population":
+        return LiveOracle(cfg, motif_type, settings.score)
+    parsed = OverridesParser.create().parse_overrides(list(settings.launcher_overrides))
+    hydra = [override.input_line for override in parsed if override.is_hydra_override()]
+    jobs = [override.input_line for override in parsed if not override.is_hydra_override()]
+    if ground_truth_task is None:
+        raise ValueError(f"ground_truth.launcher={settings.launcher} launches ground-truth jobs: pass their task")
+    launcher = ground_truth_launcher(settings.launcher, hydra, sweep_root, ground_truth_task)
+    return LauncherOracle(cfg, motif_type, launcher, [*job_overrides(cfg, Path(cfg.store.path).resolve()), *jobs],
+                          f"ground_truth.launcher={settings.launcher}")
 
 
 def check_settings(settings: DictConfig) -> None:
@@ -203,22 +256,7 @@ def launcher_options() -> list[str]:
 
 
 class LaunchError(ConfigError):
-    """The multirun that ``ground_truth.launcher`` ran failed: nothing of it counts as an evaluation."""
-
-
-def _relay(stream: IO[str] | None) -> str:
-    """Copy `stream` to stderr line by line until it ends; return its last ``error: ...`` line (without the
-    prefix), else its last line."""
-    error = last = None
-    for line in stream or ():
-        sys.stderr.write(line)
-        if text := line.strip():
-            last = text
-            if text.startswith("error: "):
-                error = text.removeprefix("error: ")
-    if error is not None:
-        return error
-    return f"its last line on stderr: {last}" if last else "no output on stderr"
+    """A launch of ground-truth jobs failed: nothing of it counts as an evaluation."""
 
 
 def override_value(value: Any) -> str:
