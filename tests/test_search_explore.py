@@ -16,6 +16,8 @@ from hydra import compose, initialize_config_module
 from dish.core.errors import ConfigError
 from dish.motifs.sigmoid_slope import SigmoidSlope
 from dish.predictors.context import Posterior
+from dish.predictors.stacked import StackedPredictor
+from dish.predictors.surrogates import GaussianProcessSurrogate, QuadraticSurrogate, RandomForestSurrogate
 from dish.report.search import write_search_report
 from dish.search.acquisition import ExpectedImprovement, Greedy, Thompson, pick
 from dish.search.loop import run_search
@@ -120,12 +122,37 @@ def test_expected_improvement_prefers_the_uncertain_of_two_equal_means():
     assert values[1] == pytest.approx(-0.2 * 0.4207403 + 0.3910427, rel=1e-5)  # (mu - best) Phi(z) + sd phi(z)
 
 
+def test_the_stacked_predictors_posterior_draws_from_its_uncertain_inputs():
+    train, scores = POOL[::6], -SCORES[::6]  # 10 slopes of the bowl
+    inputs = {"gp": lambda: GaussianProcessSurrogate(seed=0), "forest": lambda: RandomForestSurrogate(seed=0),
+              "quadratic": QuadraticSurrogate}
+    stacked = StackedPredictor(inputs, folds=3)
+    stacked.fit(train, scores)
+    stacked.choice = "stack"  # the level-1 combination, whatever the cross-validation chose
+    posterior = stacked.posterior(POOL)
+    assert posterior.mean == pytest.approx(stacked.predict(POOL))
+    assert posterior.draws.shape == (200, len(POOL))  # the forest's 200 trees; the GP's 32 samples cycle
+    assert (posterior.std > 0).all() and np.allclose(posterior.std, posterior.draws.std(0))  # the draws differ
+    gp = stacked.fitted["gp"].posterior([*train, *POOL])
+    reference = gp.draws[5, :len(train)]
+    stacked.choice = "gp"  # one input ranks: its draws, standardised by its own scores of the training motifs
+    expected = (gp.draws[5, len(train):] - reference.mean()) / reference.std()
+    assert stacked.posterior(POOL).draws[5] == pytest.approx(expected)
+    certain = StackedPredictor({"quadratic": QuadraticSurrogate}, folds=3)
+    certain.fit(train, scores)
+    with pytest.raises(ConfigError, match=r"^dish_stacked: no input has uncertainty \(quadratic\)"):
+        certain.posterior(POOL)
+
+
 def test_an_acquisition_without_uncertainty_is_refused_before_anything_runs(tmp_path, bowl):
     with pytest.raises(ConfigError, match=r"^search.acquisition: 'ei' needs a predictor with uncertainty, and "
                                           r"search.predictor=nn_surrogate has none \(accepted: "):
         search(tmp_path, bowl, "search.predictor=nn_surrogate", "search.acquisition=ei")
     with pytest.raises(ConfigError, match=r"dish.ensemble=1 has none"):
         search(tmp_path, bowl, "search.predictor=dish", "search.acquisition=thompson")
+    with pytest.raises(ConfigError, match=r"none of dish_stacked's inputs \(quadratic, a dish with dish.ensemble=1\)"):
+        search(tmp_path, bowl, "search.predictor=dish_stacked", "search.acquisition=ucb",
+               "+dish_stacked.encodings=[quadratic]")
     assert not (tmp_path / "run").exists()
 
 

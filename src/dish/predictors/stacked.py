@@ -14,7 +14,7 @@ from scipy.stats import kendalltau
 
 from dish.core.errors import ConfigError
 from dish.motifs.kind import Motif
-from dish.predictors.context import Predictor
+from dish.predictors.context import Posterior, Predictor
 
 
 class StackedPredictor:
@@ -65,12 +65,12 @@ class StackedPredictor:
             kept = np.setdiff1d(np.arange(len(motifs)), part)
             train = [motifs[i] for i in kept]
             fitted = self._fit_inputs(train, scores[kept])
-            columns, _ = self._columns(fitted, train, [motifs[i] for i in part])
+            columns, _ = _columns(fitted, _predictions(fitted, [*train, *[motifs[i] for i in part]]), len(train))
             if out_of_fold is None:
                 out_of_fold = np.zeros((len(motifs), columns.shape[1]))
             out_of_fold[part] = columns
         self.fitted, self.references = self._fit_inputs(motifs, scores), motifs
-        _, names = self._columns(self.fitted, motifs, motifs[:1])
+        _, names = _columns(self.fitted, _predictions(self.fitted, [*motifs, motifs[0]]), len(motifs))
         mean, std = out_of_fold.mean(0), out_of_fold.std(0)
         std[std == 0] = 1.0
         design = np.column_stack([(out_of_fold - mean) / std, np.ones(len(motifs))])
@@ -98,7 +98,29 @@ class StackedPredictor:
     def predict(self, motifs: Sequence[Motif]) -> np.ndarray:
         if self.level1 is None:
             raise RuntimeError("fit the stacked predictor before predicting")
-        columns, names = self._columns(self.fitted, self.references, list(motifs))
+        return self._rank(_predictions(self.fitted, [*self.references, *motifs]))
+
+    def posterior(self, motifs: Sequence[Motif]) -> Posterior:
+        """What ranks `motifs`, with the uncertainty of the inputs that have one (a dish ensemble's replicas, the
+        GP's samples, the forest's trees): draw k puts every such input's k-th draw (cycling through shorter sets)
+        where `predict` puts its score, and the others' scores as they are, each standardised by its own scores of
+        the training motifs; draw k is then what `predict` makes of those columns, and the mean what it makes of
+        the inputs' means."""
+        if self.level1 is None:
+            raise RuntimeError("fit the stacked predictor before predicting")
+        motifs = [*self.references, *motifs]
+        opinions = {name: _opinion(predictor, motifs) for name, predictor in self.fitted.items()}
+        if all(len(opinion.draws) == 1 for opinion in opinions.values()):
+            raise ConfigError(self.name, f"no input has uncertainty ({', '.join(self.fitted)})",
+                              accepted=["inputs that include gp, random_forest or a dish ensemble"])
+        count = max(len(opinion.draws) for opinion in opinions.values())
+        draws = np.stack([self._rank({name: opinion.draws[k % len(opinion.draws)]
+                                      for name, opinion in opinions.items()}) for k in range(count)])
+        return Posterior(self._rank({name: opinion.mean for name, opinion in opinions.items()}), draws.std(0), draws)
+
+    def _rank(self, predictions: Mapping[str, np.ndarray]) -> np.ndarray:
+        """What `choice` makes of each input's `predictions` of the training motifs and then the new ones."""
+        columns, names = _columns(self.fitted, predictions, len(self.references))
         if self.choice != "stack":
             return columns[:, names.index(self.choice)]
         mean, std, weights = self.level1
@@ -111,22 +133,40 @@ class StackedPredictor:
             fitted[name].fit(motifs, scores)
         return fitted
 
-    @staticmethod
-    def _columns(fitted: Mapping[str, Predictor], references: list[Motif],
-                 motifs: list[Motif]) -> tuple[np.ndarray, list[str]]:
-        """Each input's scores of `motifs` standardised by its scores of its training motifs `references` (one
-        batched call per input), then its spread where it has one; and the columns' names."""
-        columns, names = [], []
-        for name, predictor in fitted.items():
-            scores = usable(predictor.predict([*references, *motifs]))
-            reference, scored = scores[:len(references)], scores[len(references):]
-            columns.append((scored - reference.mean()) / (reference.std() or 1.0))
-            names.append(name)
-            spread: Any = getattr(predictor, "spread", None)
-            if spread is not None:
-                columns.append(np.nan_to_num(spread[len(references):]))
-                names.append(f"{name}_spread")
-        return np.column_stack(columns), names
+
+def _predictions(fitted: Mapping[str, Predictor], motifs: list[Motif]) -> dict[str, np.ndarray]:
+    """Each input's scores of `motifs` (one batched call per input)."""
+    return {name: predictor.predict(motifs) for name, predictor in fitted.items()}
+
+
+def _opinion(predictor: Predictor, motifs: list[Motif]) -> Posterior:
+    """The input's posterior on `motifs` where it has one; else its scores as the only draw."""
+    posterior = getattr(predictor, "posterior", None)
+    if posterior is not None:
+        try:
+            return posterior(motifs)
+        except ConfigError:  # a single dish: no replicas to draw from
+            pass
+    scores = predictor.predict(motifs)
+    return Posterior(scores, np.zeros_like(scores), scores[None])
+
+
+def _columns(fitted: Mapping[str, Predictor], predictions: Mapping[str, np.ndarray],
+             references: int) -> tuple[np.ndarray, list[str]]:
+    """Each input's scores of the motifs after the first `references` (its training motifs) standardised by its
+    scores of those, then its spread where it has one (a dish ensemble's, of its last call); and the columns'
+    names."""
+    columns, names = [], []
+    for name, predictor in fitted.items():
+        scores = usable(predictions[name])
+        reference, scored = scores[:references], scores[references:]
+        columns.append((scored - reference.mean()) / (reference.std() or 1.0))
+        names.append(name)
+        spread: Any = getattr(predictor, "spread", None)
+        if spread is not None:
+            columns.append(np.nan_to_num(spread[references:]))
+            names.append(f"{name}_spread")
+    return np.column_stack(columns), names
 
 
 def within_parts_kendall(predicted: np.ndarray, scores: np.ndarray, parts: Sequence[np.ndarray]) -> float:

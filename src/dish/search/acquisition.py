@@ -84,7 +84,8 @@ class ExpectedImprovement(Acquisition):
 
 
 ACQUISITIONS = ("greedy", "thompson", "ucb", "ei")
-UNCERTAIN_PREDICTORS = ["dish with dish.ensemble >= 2 (dish=ensemble)", "gp", "random_forest"]
+UNCERTAIN_PREDICTORS = ["dish with dish.ensemble >= 2 (dish=ensemble)", "gp", "random_forest",
+                        "dish_stacked with gp, random_forest or an ensemble dish among its inputs"]
 
 
 def make_acquisition(name: str, kappa: float) -> Acquisition:

@@ -159,9 +159,10 @@ def ledger_path(cfg: DictConfig) -> Path:
     of the same command continues (also with a larger budget) and any other search starts afresh."""
     if cfg.search.ledger:
         return Path(cfg.search.ledger)
+    stacked = ["dish_stacked"] if cfg.search.predictor == "dish_stacked" else []  # added later, read by it only
     decided_by = OmegaConf.to_container(OmegaConf.masked_copy(cfg, ["search", "ground_truth", "dish", "surrogates",
                                                                      "data", "model", "optimizer", "trainer",
-                                                                     "motif", "seed"]), resolve=False)
+                                                                     "motif", "seed", *stacked]), resolve=False)
     for reporting_only in ("ledger", "budget", "tolerance", "top_fraction"):
         decided_by["search"].pop(reporting_only, None)
     if decided_by["ground_truth"].get("config_hash") is None:  # added later: older ledgers keep their names

@@ -70,7 +70,13 @@ def validate_acquisition(cfg: DictConfig) -> None:
     if settings.predictor == "dish" and replicas < 2:
         raise ConfigError("search.acquisition", f"{settings.acquisition!r} needs a predictor with uncertainty, and "
                           f"a dish with dish.ensemble={replicas} has none", accepted=UNCERTAIN_PREDICTORS)
-    if settings.predictor not in (*UNCERTAIN, "dish"):
+    encodings = (cfg.get("dish_stacked") or {}).get("encodings")
+    if settings.predictor == "dish_stacked" and replicas < 2 and encodings is not None \
+            and not set(encodings) & set(UNCERTAIN):
+        raise ConfigError("search.acquisition", f"{settings.acquisition!r} needs a predictor with uncertainty, and "
+                          f"none of dish_stacked's inputs ({', '.join(encodings)}, a dish with dish.ensemble="
+                          f"{replicas}) has any", accepted=UNCERTAIN_PREDICTORS)
+    if settings.predictor not in (*UNCERTAIN, "dish", "dish_stacked"):
         raise ConfigError("search.acquisition", f"{settings.acquisition!r} needs a predictor with uncertainty, and "
                           f"search.predictor={settings.predictor} has none", accepted=UNCERTAIN_PREDICTORS)
 
